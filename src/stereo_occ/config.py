@@ -1,0 +1,236 @@
+"""Typed configuration: dataclasses, YAML files and ``key=value`` overrides.
+
+Every section is a dataclass, so a typo in a YAML key or an override is an error that names the key,
+and code reads ``cfg.train.lr`` rather than ``cfg["train"]["lr"]``. The defaults are the study's
+settings (``configs/paper.yaml`` spells them out); ``configs/quick.yaml`` shrinks them for 2 CPU cores.
+
+Load with :func:`load_config`, turn back into plain data (for ``meta.json`` and checkpoints) with
+:func:`to_dict`, and rebuild from that plain data with :func:`from_dict`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import UserError
+
+CATEGORIES: tuple[str, ...] = ("mug", "bowl", "bottle")
+"""The object categories, in the order used for category indices everywhere."""
+
+SHAPENET_SYNSETS: dict[str, str] = {"mug": "03797390", "bowl": "02880940", "bottle": "02876657"}
+
+
+@dataclass
+class ShapesConfig:
+    """Where the meshes come from."""
+
+    source: str = "procedural"  # procedural | shapenet | folder
+    root: Optional[str] = None  # ShapeNetCore root, or a folder with one sub-folder per category
+    categories: List[str] = field(default_factory=lambda: list(CATEGORIES))
+    # Procedural: how many of each category to generate (the study's counts).
+    # Importers: the most to take per category (0 = all of them).
+    mug: int = 114
+    bowl: int = 174
+    bottle: int = 352
+    seed: int = 0
+
+    def count(self, category: str) -> int:
+        return int(getattr(self, category))
+
+
+@dataclass
+class RigConfig:
+    """The study's toed-in stereo rig (see docs/geometry.md).
+
+    Lengths are in rig units: the cameras stand ``camera_distance`` from the object centre and the
+    object's longest side is ``object_size``. Targets live in object units (longest side 1), so the
+    stored camera matrices place the cameras at ``camera_distance / object_size`` object units.
+    """
+
+    camera_distance: float = 1.0
+    half_angle: float = math.pi / 16  # each camera's angle from the centre line, radians
+    object_size: float = 0.5  # longest side of the object in rig units
+    image_size: int = 128  # square images, pixels
+    fov_deg: float = 60.0  # vertical (= horizontal) field of view
+
+
+@dataclass
+class RenderConfig:
+    """How each stereo pair is rendered; lighting and material are drawn per pair."""
+
+    views_per_object: int = 1000
+    light_intensity: List[float] = field(default_factory=lambda: [2.0, 6.0])  # directional, min/max
+    ambient: List[float] = field(default_factory=lambda: [0.2, 0.5])
+    hue: List[float] = field(default_factory=lambda: [0.0, 1.0])
+    saturation: List[float] = field(default_factory=lambda: [0.0, 0.8])
+    value: List[float] = field(default_factory=lambda: [0.35, 0.95])
+    metallic: List[float] = field(default_factory=lambda: [0.0, 0.3])
+    roughness: List[float] = field(default_factory=lambda: [0.3, 0.9])
+    background: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    seed: int = 0
+
+
+@dataclass
+class OccupancyConfig:
+    """The per-object pool of labelled points (object frame)."""
+
+    n_uniform: int = 100_000  # uniform in the padded box
+    n_surface: int = 100_000  # surface samples plus Gaussian noise
+    surface_sigma: float = 0.01  # std of the noise, object units
+    padding: float = 0.1  # box is [-(0.5 + padding/2), 0.5 + padding/2]^3
+
+
+@dataclass
+class SplitConfig:
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class DatasetConfig:
+    """Everything that decides what a dataset folder contains (stored in meta.json)."""
+
+    shapes: ShapesConfig = field(default_factory=ShapesConfig)
+    rig: RigConfig = field(default_factory=RigConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    occupancy: OccupancyConfig = field(default_factory=OccupancyConfig)
+    splits: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass
+class DataConfig:
+    """How samples are drawn from a built dataset."""
+
+    points_per_sample: int = 2048
+    near_surface_share: float = 0.5  # of the drawn points, the share from the near-surface pool
+    load_depth: bool = False
+    num_workers: int = 2
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Which model, and its sizes. Encoder-specific fields are ignored by other encoders."""
+
+    name: str = "stereo"  # a key of stereo_occ.models.MODELS
+    code_dim: int = 512
+    hidden_dim: int = 256
+    n_blocks: int = 5
+    pretrained: Optional[str] = None  # local torchvision-format ResNet-18 state dict (mono)
+    max_disparity: int = 16  # cost volume shifts, pixels at 128 px (scaled with image size)
+    feature_dim: int = 32  # stereo feature channels
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 40_000
+    batch_size: int = 64
+    lr: float = 1e-4
+    val_every: int = 4_000
+    checkpoint_every: int = 1_000
+    log_every: int = 50
+    val_objects: int = 0  # 0 = the whole val split
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    threshold: float = 0.2
+    n_iou_points: int = 100_000
+    n_surface_points: int = 100_000
+    fscore_tau: float = 0.011  # 1% of the padded box side (1.1)
+    mise_resolution: int = 32
+    mise_steps: int = 2
+    batch_points: int = 100_000
+    views_per_object: int = 1  # test views per object
+    max_objects: int = 0  # 0 = the whole split
+
+
+@dataclass
+class ExperimentConfig:
+    models: List[str] = field(default_factory=lambda: ["mono", "stereo"])
+    figure_objects: int = 1  # per category, in the report figure
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+
+
+def _merge(base: DictConfig, other: Any, what: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as exc:  # unknown key, wrong type, ...
+        key = getattr(exc, "full_key", None) or ""
+        msg = str(exc).splitlines()[0]
+        raise UserError(f"{what}: bad config key {key!r}: {msg}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """The defaults, then the YAML file at ``path``, then ``key=value`` overrides, as a typed Config."""
+    cfg = OmegaConf.structured(Config)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            loaded = OmegaConf.load(path)
+        except Exception as exc:  # noqa: BLE001 - YAML errors come in many types
+            raise UserError(f"{path}: not a valid YAML file ({str(exc).splitlines()[0]})") from None
+        cfg = _merge(cfg, loaded, str(path))
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} is not of the form key=value")
+    if overrides:
+        try:
+            dot = OmegaConf.from_dotlist(list(overrides))
+        except OmegaConfBaseException as exc:
+            raise UserError(f"bad override: {str(exc).splitlines()[0]}") from None
+        cfg = _merge(cfg, dot, "override")
+    config: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    validate(config)
+    return config
+
+
+def validate(cfg: Config) -> None:
+    """Checks that types alone cannot express."""
+    for c in cfg.dataset.shapes.categories:
+        if c not in CATEGORIES:
+            raise UserError(f"unknown category {c!r} (known: {', '.join(CATEGORIES)})")
+    if cfg.dataset.shapes.source not in ("procedural", "shapenet", "folder"):
+        raise UserError(
+            f"unknown shape source {cfg.dataset.shapes.source!r} (known: procedural, shapenet, folder)"
+        )
+    s = cfg.dataset.splits
+    if abs(s.train + s.val + s.test - 1.0) > 1e-6:
+        raise UserError(f"dataset.splits must add up to 1 (got {s.train + s.val + s.test})")
+    if cfg.train.precision not in ("auto", "fp32", "bf16"):
+        raise UserError(f"train.precision must be auto, fp32 or bf16 (got {cfg.train.precision!r})")
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config (or config section), for JSON and checkpoints."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def from_dict(data: dict, section: type = Config) -> Any:
+    """Rebuild a typed config (or a section, e.g. ``DatasetConfig``) from :func:`to_dict` output.
+
+    Keys unknown to this version are an error; keys missing take today's defaults.
+    """
+    merged = _merge(OmegaConf.structured(section), data, "stored config")
+    return OmegaConf.to_object(merged)
