@@ -39,6 +39,11 @@ class ShapesConfig:
     bowl: int = 174
     bottle: int = 352
     seed: int = 0
+    # Repair of meshes that are not closed (ShapeNet): octree leaves of the Manifold algorithm
+    # (higher = thinner offset, slower) and how far simplification may then move the surface
+    # (object units). Closed meshes are never resampled. See docs/shapes.md.
+    watertight_resolution: int = 20_000
+    simplify_tolerance: float = 0.001
 
     def count(self, category: str) -> int:
         return int(getattr(self, category))
@@ -84,6 +89,7 @@ class OccupancyConfig:
     n_surface: int = 100_000  # surface samples plus Gaussian noise
     surface_sigma: float = 0.01  # std of the noise, object units
     padding: float = 0.1  # box is [-(0.5 + padding/2), 0.5 + padding/2]^3
+    seed: int = 0  # with the object id, seeds each object's pool (independent of workers/shards)
 
 
 @dataclass
@@ -124,9 +130,12 @@ class ModelConfig:
     code_dim: int = 512
     hidden_dim: int = 256
     n_blocks: int = 5
-    pretrained: Optional[str] = None  # local torchvision-format ResNet-18 state dict (mono)
-    max_disparity: int = 16  # cost volume shifts, pixels at 128 px (scaled with image size)
+    pretrained: Optional[str] = None  # local torchvision-format ResNet-18 state dict (mono, stereo)
+    # Stereo cost volume half-range, pixels at rig.image_size; 0 = derived from the rig geometry
+    # (max |disparity| over the padded box: 16.3 px for the default rig; docs/models.md).
+    max_disparity: int = 0
     feature_dim: int = 32  # stereo feature channels
+    correlation_groups: int = 8  # stereo group-wise correlation groups (feature_dim % groups == 0)
 
 
 @dataclass
@@ -140,6 +149,10 @@ class TrainConfig:
     val_objects: int = 0  # 0 = the whole val split
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     seed: int = 0
+    val_points: int = 10_000  # uniform points per val object for the validation IoU (fixed draw)
+    val_batch_size: int = 16  # objects per validation forward pass
+    train_objects: int = 0  # 0 = the whole train split; N = its first N objects (overfitting checks)
+    train_views: int = 0  # 0 = every stored view; N = the first N views of each object
 
 
 @dataclass

@@ -1,0 +1,224 @@
+"""Build a dataset folder: shapes -> labelled point pools -> stereo renders -> object folders.
+
+The build is resumable and reproducible by design:
+
+* ``meta.json`` and ``splits/`` are written first (atomically), from the cheap list of shapes, so a
+  half-built dataset already says what it will contain; a folder built with another config is
+  refused rather than mixed.
+* Each object is written to ``<id>.partial`` and renamed when whole (storage.write_object), so an
+  object folder under its final name is always complete and finished objects are skipped on resume.
+* All randomness of an object is seeded from ``(seed, object_id)`` only, so the same config gives the
+  same point pools and renders whatever the number of workers, the sharding or the interruptions.
+* One broken mesh does not stop the build: its error is recorded and reported at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..config import DatasetConfig, Config, to_dict
+from ..errors import UserError
+from . import storage
+from .occupancy import sample_points
+from .render import LIGHTING_FIELDS, StereoRenderer
+from .rig import random_rotations
+from .splits import SPLITS, assign_splits
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class BuildSummary:
+    built: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (object_id, one-line message)
+
+    def report(self) -> str:
+        lines = [f"built {self.built}, skipped {self.skipped} (already complete), failed {len(self.failed)}"]
+        lines += [f"  failed {object_id}: {message}" for object_id, message in self.failed]
+        return "\n".join(lines)
+
+
+def object_rng(seed: int, object_id: str, purpose: str) -> np.random.Generator:
+    """A generator that depends only on ``(seed, object_id, purpose)``: same numbers in any process."""
+    digest = hashlib.sha256(f"{purpose}:{object_id}".encode()).digest()
+    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+    return np.random.default_rng(np.random.SeedSequence([int(seed), *words]))
+
+
+def _list_sources(cfg: DatasetConfig) -> list:
+    from ..shapes import list_shapes  # imported here: shapes may pull heavy optional importers
+
+    return list_shapes(cfg.shapes)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> None:
+    """Write meta.json and the split files, or refuse if ``out`` holds a dataset of another config."""
+    config = to_dict(cfg)
+    meta_path = out / "meta.json"
+    if meta_path.exists():
+        try:
+            old = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            raise UserError(f"{meta_path}: unreadable; remove it or choose another --out") from None
+        if old.get("config") != config:
+            raise UserError(
+                f"{out} already holds a dataset built with a different config; "
+                "choose another --out or delete it"
+            )
+    splits = assign_splits(objects, cfg.splits)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "config": config,
+        "categories": sorted(set(objects.values()), key=list(cfg.shapes.categories).index),
+        "objects": objects,
+        "split_sizes": {s: len(v) for s, v in splits.items()},
+        "lighting_fields": list(LIGHTING_FIELDS),
+        "depth_scale": storage.DEPTH_SCALE,
+    }
+    (out / "splits").mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        _write_atomic(out / "splits" / f"{split}.txt", "".join(f"{i}\n" for i in splits[split]))
+    _write_atomic(meta_path, json.dumps(meta, indent=1))
+
+
+def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer) -> None:
+    """Load, label, render and write one object (atomically) to ``out/<object_id>``."""
+    mesh = source.load()
+    if len(mesh.faces) == 0:
+        raise UserError(f"{source.origin}: empty mesh")
+    points, occ = sample_points(mesh, cfg.occupancy, object_rng(cfg.occupancy.seed, source.object_id, "points"))
+    rng = object_rng(cfg.render.seed, source.object_id, "views")
+    n_views = cfg.render.views_per_object
+    rotations = random_rotations(n_views, rng)
+    pngs: list[bytes] = []
+    lighting = []
+    for rotation in rotations:
+        left, right, left_depth, right_depth, light = renderer.render(mesh, rotation, rng)
+        pngs += [
+            storage.encode_png(left),
+            storage.encode_png(right),
+            storage.encode_depth(left_depth),
+            storage.encode_depth(right_depth),
+        ]
+        lighting.append(light)
+    rig = renderer.rig
+    views = storage.Views(
+        rotations=rotations,
+        K=np.broadcast_to(rig.K, (n_views, 2, 3, 3)),
+        world_to_cam=np.broadcast_to(rig.world_to_cam, (n_views, 2, 4, 4)),
+        lighting=np.stack(lighting) if lighting else np.zeros((0, len(LIGHTING_FIELDS))),
+        pngs=pngs,
+    )
+    info = {
+        "object_id": source.object_id,
+        "category": source.category,
+        "source": source.source,
+        "origin": source.origin,
+        "n_uniform": cfg.occupancy.n_uniform,
+        "n_surface": cfg.occupancy.n_surface,
+        "inside_share_uniform": float(occ[: cfg.occupancy.n_uniform].mean()) if cfg.occupancy.n_uniform else 0.0,
+    }
+    storage.write_object(out / source.object_id, info=info, mesh=mesh, points=points, occupancies=occ, views=views)
+
+
+# -- worker plumbing: one renderer per process --------------------------------------------------------
+_worker_state: dict = {}
+
+
+def _worker_init(cfg: DatasetConfig, out: Path) -> None:
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    _worker_state.update(cfg=cfg, out=out, renderer=StereoRenderer(cfg.rig, cfg.render))
+
+
+def _safe_build(source) -> tuple[str, str | None]:
+    """Build one object in a worker; return ``(object_id, None)`` or ``(object_id, error line)``."""
+    try:
+        build_object(source, _worker_state["cfg"], _worker_state["out"], _worker_state["renderer"])
+        return source.object_id, None
+    except UserError as exc:
+        return source.object_id, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a broken mesh can fail anywhere; keep building the rest
+        first = (str(exc).splitlines() or [""])[0]
+        return source.object_id, f"{source.origin}: {type(exc).__name__}: {first}"
+
+
+def build_dataset(
+    cfg: Config, out: Path, workers: int = 1, shard: tuple[int, int] | None = None
+) -> BuildSummary:
+    """Build (or resume) the dataset ``cfg.dataset`` describes into ``out``; see the module docstring.
+
+    ``shard=(k, n)`` builds only every n-th object starting at k of the sorted object list (for job
+    arrays writing into one folder); meta.json and splits always describe the whole dataset.
+    """
+    dcfg = cfg.dataset
+    out = Path(out)
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {workers})")
+    if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise UserError(f"shard K/N needs 0 <= K < N (got {shard[0]}/{shard[1]})")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"dataset output {out} exists and is not a folder")
+    sources = sorted(_list_sources(dcfg), key=lambda s: s.object_id)
+    if not sources:
+        raise UserError("no shapes to build: check dataset.shapes (counts, categories, root)")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_meta(dcfg, out, {s.object_id: s.category for s in sources})
+
+    mine = sources if shard is None else sources[shard[0] :: shard[1]]
+    summary = BuildSummary()
+    todo = []
+    for source in mine:
+        folder = out / source.object_id
+        stale = folder.with_name(folder.name + storage.TMP_SUFFIX)
+        if stale.exists():  # left by a killed build; only this shard touches this object
+            shutil.rmtree(stale)
+        if storage.is_complete(folder):
+            summary.skipped += 1
+        else:
+            todo.append(source)
+
+    bar = tqdm(total=len(todo), desc="objects", unit="obj", disable=not todo)
+    try:
+        if workers == 1 or len(todo) <= 1:
+            _worker_init(dcfg, out)
+            try:
+                results = map(_safe_build, todo)
+                _collect(results, summary, bar)
+            finally:
+                _worker_state.pop("renderer").close()
+        else:
+            # spawn: EGL contexts and forked OpenGL state do not mix.
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(min(workers, len(todo)), initializer=_worker_init, initargs=(dcfg, out)) as pool:
+                _collect(pool.imap_unordered(_safe_build, todo), summary, bar)
+    finally:
+        bar.close()
+    summary.failed.sort()
+    print(summary.report(), file=sys.stderr)
+    return summary
+
+
+def _collect(results, summary: BuildSummary, bar: tqdm) -> None:
+    for object_id, error in results:
+        if error is None:
+            summary.built += 1
+        else:
+            summary.failed.append((object_id, error))
+        bar.update(1)

@@ -1,0 +1,386 @@
+"""The experiment report: one self-contained HTML file.
+
+Self-contained because reports get mailed, attached to tickets and opened years later: every image is
+embedded as a base64 PNG and there is no script or stylesheet from the network. Only the meshes stay
+outside (too big to embed); they are linked by paths relative to the report, so the experiment folder
+can be moved or zipped as a whole.
+
+The results table stands beside the study's own Table 1 so that a reader sees at once whether the
+reproduction reaches (or beats) the published numbers, and on which data it was measured.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..config import CATEGORIES
+from ..errors import UserError
+from .figures import ReconstructionFigure, read_training_log, training_curves_png
+
+STUDY_IOU: dict[str, float] = {"mono": 0.1896, "stereo": 0.1153}
+"""Volumetric IoU of "Stereo Occupancy Networks", Table 1 (ShapeNet mugs, bowls, bottles)."""
+STUDY_ITERATIONS = 40_000
+
+METRICS: tuple[tuple[str, str, bool, int], ...] = (
+    # key in results, column title, higher is better, decimals
+    ("iou", "IoU", True, 4),
+    ("mesh_iou", "mesh IoU", True, 4),
+    ("chamfer_l1", "Chamfer-L1", False, 4),
+    ("normal_consistency", "normal consistency", True, 4),
+    ("fscore", "F-score", True, 4),
+)
+
+CSS = """
+:root { --ink:#1d2330; --muted:#5d6678; --line:#dfe3ea; --soft:#f5f7fa; --accent:#2f6fdb; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
+       margin: 0; background: #fff; }
+main { max-width: 1240px; margin: 0 auto; padding: 28px 28px 60px; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 19px; margin: 36px 0 10px; padding-bottom: 4px; border-bottom: 2px solid var(--line); }
+h3 { font-size: 15px; margin: 18px 0 6px; }
+p.meta, .note { color: var(--muted); }
+a { color: var(--accent); text-decoration: none; } a:hover { text-decoration: underline; }
+table { border-collapse: collapse; margin: 8px 0 4px; font-size: 14px; font-variant-numeric: tabular-nums; }
+th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
+th { background: var(--soft); font-weight: 600; }
+td:first-child, th:first-child { text-align: left; }
+tr.study td { color: var(--muted); font-style: italic; background: #fbfbfd; }
+td.best { font-weight: 700; }
+.scroll { overflow-x: auto; }
+.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 6px 0; }
+.facts dt { color: var(--muted); } .facts dd { margin: 0; }
+.cards { display: flex; flex-wrap: wrap; gap: 24px; }
+img.curves { max-width: 100%; border: 1px solid var(--line); border-radius: 6px; }
+table.figure td, table.figure th { text-align: center; vertical-align: top; border: none; padding: 4px;
+                                   background: none; }
+table.figure img { width: 150px; height: 150px; image-rendering: auto; border: 1px solid var(--line);
+                   border-radius: 4px; display: block; }
+table.figure .cat { vertical-align: middle; text-align: right; color: var(--muted); font-weight: 600; }
+table.figure .caption { font-size: 12px; }
+details { margin: 6px 0; } summary { cursor: pointer; color: var(--accent); }
+ul.meshes { columns: 3; font-size: 13px; }
+pre { background: var(--soft); padding: 10px; border-radius: 6px; overflow-x: auto; font-size: 12.5px; }
+"""
+
+
+@dataclass
+class ReportInputs:
+    """Everything the report shows. Only ``results`` is required; missing parts are left out.
+
+    ``results`` has the ``results.json`` schema (docs/experiment.md). ``training_logs`` maps a model
+    name to its ``metrics.csv``; ``mesh_folders`` to the folder of its evaluated meshes.
+    """
+
+    results: Mapping[str, Any]
+    training_logs: Mapping[str, Path] | None = None
+    figure: ReconstructionFigure | None = None
+    mesh_folders: Mapping[str, Path] | None = None
+    config: Mapping[str, Any] | None = None  # to_dict(cfg) of the experiment's config
+    title: str = "Stereo occupancy networks: experiment report"
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any, decimals: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "&ndash;"
+    if isinstance(value, (int, float)):
+        return f"{value:.{decimals}f}"
+    return _e(value)
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or math.isnan(seconds):
+        return "&ndash;"
+    s = int(round(seconds))
+    if s < 120:
+        return f"{seconds:.1f} s"
+    h, rem = divmod(s, 3600)
+    return f"{h} h {rem // 60:02d} min" if h else f"{rem // 60} min {rem % 60:02d} s"
+
+
+def _img(data: bytes, alt: str, cls: str = "") -> str:
+    b64 = base64.b64encode(data).decode("ascii")
+    return f'<img class="{cls}" alt="{_e(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _link(target: Path, base: Path) -> str:
+    """A relative URL from the report's folder, so the experiment folder can move as a whole."""
+    rel = os.path.relpath(Path(target).resolve(), base.resolve())
+    return html.escape(Path(rel).as_posix(), quote=True)
+
+
+def _mean(metric: Any) -> Any:
+    return metric.get("mean") if isinstance(metric, Mapping) else None
+
+
+def _best(values: list[Any], higher: bool) -> Any:
+    nums = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    if len(nums) < 2 or min(nums) == max(nums):  # nothing to single out
+        return None
+    return max(nums) if higher else min(nums)
+
+
+def _results_table(results: Mapping[str, Any]) -> str:
+    models: Mapping[str, Any] = results.get("models", {})
+    names = list(models)
+    head = (
+        "<tr><th>model</th>"
+        + "".join(f"<th>IoU {c}</th>" for c in CATEGORIES)
+        + "<th>IoU mean</th><th>mesh IoU</th><th>Chamfer-L1</th><th>NC</th><th>F-score</th>"
+        + "<th>iterations</th><th>training</th></tr>"
+    )
+    cols: list[tuple[str, Any, bool]] = []  # (label, getter, higher is better)
+    for c in CATEGORIES:
+        cols.append((f"iou.{c}", lambda m, c=c: (m.get("iou") or {}).get(c), True))
+    cols.append(("iou.mean", lambda m: _mean(m.get("iou")), True))
+    for key, _, higher, _ in METRICS[1:]:
+        cols.append((key, lambda m, key=key: _mean(m.get(key)), higher))
+    best = {label: _best([get(models[n]) for n in names], higher) for label, get, higher in cols}
+    rows = []
+    for name in names:
+        m = models[name]
+        cells = []
+        for label, get, _ in cols:
+            v = get(m)
+            cls = ' class="best"' if v is not None and v == best[label] else ""
+            cells.append(f"<td{cls}>{_fmt(v)}</td>")
+        rows.append(
+            f"<tr><td>{_e(name)}</td>{''.join(cells)}<td>{_e(m.get('iterations', '–'))}</td>"
+            f"<td>{_duration(m.get('train_seconds'))}</td></tr>"
+        )
+    for name, iou in STUDY_IOU.items():
+        blanks = "<td>&ndash;</td>" * len(CATEGORIES)
+        rows.append(
+            f'<tr class="study"><td>{_e(name)} (study, Table 1)</td>{blanks}<td>{iou:.4f}</td>'
+            + "<td>&ndash;</td>" * 4
+            + f"<td>{STUDY_ITERATIONS}</td><td>&ndash;</td></tr>"
+        )
+    source = (results.get("dataset") or {}).get("source", "unknown")
+    note = (
+        f'<p class="note">Study rows: "Stereo Occupancy Networks", Table 1, volumetric IoU after '
+        f"{STUDY_ITERATIONS:,} iterations, measured on ShapeNet mugs, bowls and bottles. This run used "
+        f"<b>{_e(source)}</b> shapes, so the numbers compare the methods, not the exact data. IoU: the "
+        "network's, on uniform points of the padded box; mesh IoU: the extracted mesh's; "
+        "Chamfer-L1 is in object units (lower is better); NC is normal consistency. Bold: best model.</p>"
+    )
+    return f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>{note}'
+
+
+def _per_category_tables(models: Mapping[str, Any]) -> str:
+    parts = []
+    for key, title, higher, decimals in METRICS:
+        if not any(isinstance(m.get(key), Mapping) for m in models.values()):
+            continue
+        head = "<tr><th>model</th>" + "".join(f"<th>{c}</th>" for c in (*CATEGORIES, "mean")) + "</tr>"
+        rows = []
+        for name, m in models.items():
+            vals = m.get(key) or {}
+            rows.append(
+                f"<tr><td>{_e(name)}</td>"
+                + "".join(f"<td>{_fmt(vals.get(c), decimals)}</td>" for c in (*CATEGORIES, "mean"))
+                + "</tr>"
+            )
+        arrow = "higher is better" if higher else "lower is better"
+        parts.append(f"<div><h3>{_e(title)} <span class='note'>({arrow})</span></h3>"
+                     f"<table>{head}{''.join(rows)}</table></div>")
+    return f'<div class="cards">{"".join(parts)}</div>'
+
+
+def _facts(items: list[tuple[str, Any]]) -> str:
+    body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items if v not in (None, ""))
+    return f'<dl class="facts">{body}</dl>'
+
+
+def _machine(machine: Mapping[str, Any]) -> str:
+    return _facts(
+        [
+            ("CPU", machine.get("cpu")),
+            ("cores", machine.get("cores")),
+            ("GPU", machine.get("gpu") or "none"),
+            ("torch", machine.get("torch")),
+            ("Python", machine.get("python")),
+            ("platform", machine.get("platform")),
+        ]
+    )
+
+
+def _dataset(dataset: Mapping[str, Any]) -> str:
+    counts = dataset.get("counts") or {}
+    items: list[tuple[str, Any]] = [
+        ("shape source", dataset.get("source")),
+        ("views per object", dataset.get("views_per_object")),
+        ("image size", f"{dataset['image_size']} x {dataset['image_size']} px" if "image_size" in dataset else None),
+        ("occupancy points", dataset.get("occupancy_points")),
+    ]
+    table = ""
+    if counts:
+        head = "<tr><th>split</th>" + "".join(f"<th>{c}</th>" for c in (*CATEGORIES, "total")) + "</tr>"
+        rows = "".join(
+            f"<tr><td>{_e(split)}</td>"
+            + "".join(f"<td>{_e((per or {}).get(c, 0))}</td>" for c in (*CATEGORIES, "total"))
+            + "</tr>"
+            for split, per in counts.items()
+        )
+        table = f"<table>{head}{rows}</table>"
+    return _facts(items) + table
+
+
+def _figure(figure: ReconstructionFigure, base: Path) -> str:
+    from .figures import load_image, png_bytes
+
+    head = "<tr><th></th>" + "".join(f"<th>{_e(c)}</th>" for c in figure.columns) + "</tr>"
+    rows = []
+    for row in figure.rows:
+        cells = []
+        for column in figure.columns:
+            if column not in row.images:
+                cells.append("<td>&ndash;</td>")
+                continue
+            img = _img(png_bytes(load_image(row.images[column])), f"{row.object_id}: {column}")
+            mesh = row.meshes.get(column)
+            caption = (
+                f'<div class="caption"><a href="{_link(mesh, base)}">{_e(Path(mesh).name)}</a></div>'
+                if mesh is not None
+                else ""
+            )
+            cells.append(f"<td>{img}{caption}</td>")
+        rows.append(
+            f'<tr><td class="cat">{_e(row.category)}<br><span class="caption">{_e(row.object_id)}'
+            f"</span></td>{''.join(cells)}</tr>"
+        )
+    return (
+        f'<table class="figure">{head}{"".join(rows)}</table>'
+        '<p class="note">Every mesh is seen from the left camera of the same view as the input image, '
+        "in one grey material under the same lights. Links open the mesh files (PLY, rig frame).</p>"
+    )
+
+
+def _mesh_lists(mesh_folders: Mapping[str, Path], base: Path) -> str:
+    parts = []
+    for name, folder in mesh_folders.items():
+        files = sorted(Path(folder).rglob("*.ply")) if Path(folder).is_dir() else []
+        if not files:
+            continue
+        items = "".join(
+            f'<li><a href="{_link(f, base)}">{_e(f.relative_to(folder).with_suffix("").as_posix())}</a></li>'
+            for f in files
+        )
+        parts.append(
+            f"<details><summary>{_e(name)}: {len(files)} meshes</summary><ul class='meshes'>{items}</ul></details>"
+        )
+    return "".join(parts)
+
+
+def _get(tree: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+CONFIG_SUMMARY: tuple[tuple[str, str], ...] = (
+    ("models", "experiment.models"),
+    ("iterations", "train.iterations"),
+    ("batch size", "train.batch_size"),
+    ("learning rate", "train.lr"),
+    ("points per sample", "data.points_per_sample"),
+    ("image size (px)", "dataset.rig.image_size"),
+    ("views per object", "dataset.render.views_per_object"),
+    ("mugs / bowls / bottles", "dataset.shapes"),
+    ("IoU threshold", "eval.threshold"),
+    ("MISE resolution / steps", "eval"),
+)
+
+
+def _config_summary(config: Mapping[str, Any]) -> str:
+    items: list[tuple[str, Any]] = []
+    for label, key in CONFIG_SUMMARY:
+        value = _get(config, key)
+        if key == "dataset.shapes" and isinstance(value, Mapping):
+            value = " / ".join(str(value.get(c, "?")) for c in CATEGORIES)
+        elif key == "eval" and isinstance(value, Mapping):
+            value = f"{value.get('mise_resolution')} / {value.get('mise_steps')}"
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        items.append((label, value))
+    return _facts(items)
+
+
+def render_report(inputs: ReportInputs, base: Path) -> str:
+    """The report's HTML text; relative links are computed from folder ``base``."""
+    results = inputs.results
+    if not isinstance(results.get("models"), Mapping):
+        raise UserError("results have no 'models' section; not an experiment's results")
+    models: Mapping[str, Any] = results["models"]
+    sections = [
+        f"<h1>{_e(inputs.title)}</h1>",
+        f'<p class="meta">{_e(results.get("date", ""))} &middot; models: {_e(", ".join(models))}</p>',
+        '<div class="cards"><div><h3>Machine</h3>',
+        _machine(results.get("machine") or {}),
+        "</div>",
+        f"<div><h3>Configuration</h3>{_config_summary(inputs.config)}</div>" if inputs.config else "",
+        "</div>",
+        "<h2>Results</h2>",
+        _results_table(results),
+        "<h3>Per category</h3>",
+        _per_category_tables(models),
+    ]
+    logs = {}
+    for name, path in (inputs.training_logs or {}).items():
+        if Path(path).is_file():
+            logs[name] = read_training_log(path)
+    if logs:
+        sections += [
+            "<h2>Training curves</h2>",
+            _img(training_curves_png(logs), "training loss and validation IoU", "curves"),
+            '<p class="note">Top: training loss (thin: per logged step, thick: running mean). Bottom: '
+            "IoU on the validation split. Left against iterations, right against training time.</p>",
+        ]
+    if inputs.figure is not None and inputs.figure.rows:
+        sections += ["<h2>Reconstructions</h2>", _figure(inputs.figure, base)]
+    mesh_html = _mesh_lists(inputs.mesh_folders or {}, base)
+    if mesh_html:
+        sections += ["<h2>All test meshes</h2>", mesh_html]
+    sections += [
+        "<h2>Data</h2>",
+        _dataset(results.get("dataset") or {}),
+    ]
+    if inputs.config:
+        from omegaconf import OmegaConf
+
+        yaml_text = OmegaConf.to_yaml(OmegaConf.create(dict(inputs.config)))
+        sections += [
+            "<h2>Full configuration</h2>",
+            f"<details><summary>YAML (reproduces this run with --config)</summary><pre>{_e(yaml_text)}</pre>"
+            "</details>",
+        ]
+    body = "\n".join(sections)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(inputs.title)}</title><style>{CSS}</style></head>"
+        f"<body><main>\n{body}\n</main></body></html>\n"
+    )
+
+
+def write_report(path: str | Path, inputs: ReportInputs) -> Path:
+    """Write the report to ``path`` atomically (a reader never sees half a file); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = render_report(inputs, path.parent)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

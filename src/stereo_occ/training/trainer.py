@@ -1,0 +1,479 @@
+"""The training loop: BCE on sampled points, validation IoU, checkpoints, resume, DDP.
+
+Loss: binary cross-entropy with logits, averaged over every point of every sample in the batch (the
+Occupancy Networks paper sums over points and averages over the batch; with Adam the two differ only
+by a constant factor in the gradient, which Adam's normalisation cancels).
+
+Resuming is exact: the sample order is a function of (seed, epoch) and the step count
+(:mod:`.sampler`), item randomness is a function of (seed, epoch, index) (the dataset), and the model,
+optimiser, RNG states, best IoU and logs come from ``model_last.pt``; a resumed run ends with the same
+weights as one that never stopped.
+
+Under ``torchrun`` each process trains a DDP replica on ``train.batch_size / world_size`` samples per
+step (``train.batch_size`` is the global batch); rank 0 alone validates, logs and writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from ..config import Config, DatasetConfig, from_dict, to_dict
+from ..errors import UserError
+from .checkpoint import (
+    FORMAT_VERSION,
+    capture_rng_state,
+    load_checkpoint,
+    load_weights,
+    restore_rng_state,
+    save_checkpoint,
+)
+from .distributed import (
+    DistContext,
+    autocast,
+    autocast_dtype,
+    barrier,
+    init_distributed,
+    local_batch_size,
+    mean_over_ranks,
+    shutdown,
+)
+from .sampler import EpochKeyed, EpochStream, ResumableDistributedSampler
+
+LAST, BEST = "model_last.pt", "model_best.pt"
+METRICS_COLUMNS = ("iteration", "seconds", "split", "loss", "iou")
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    model: str
+    iterations: int
+    train_seconds: float
+    best_val_iou: float | None
+    best_iteration: int | None
+    last_checkpoint: Path
+    best_checkpoint: Path
+
+
+def train(cfg: Config, dataset: str | Path, out: str | Path, resume: bool = False) -> TrainResult:
+    """Train ``cfg.model.name`` on the dataset folder ``dataset``; write checkpoints and logs to ``out``.
+
+    ``resume=True`` continues from ``out/model_last.pt`` (or starts fresh when there is none); a run
+    that already reached ``cfg.train.iterations`` says so and returns. Under torchrun it trains with DDP.
+    """
+    ctx = init_distributed()
+    try:
+        return _Run(cfg, Path(dataset), Path(out), ctx).run(resume)
+    finally:
+        shutdown(ctx)
+
+
+# --- validation ---------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate_points(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    threshold: float,
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[float, float]:
+    """(mean BCE over all points, mean per-item volumetric IoU) of ``model`` on ``dataset``'s points.
+
+    IoU of an item is |pred & gt| / |pred | gt| with pred = sigmoid(logit) >= ``threshold``; an item where
+    both are empty counts as 1. Items are taken in order, so a fixed dataset gives a fixed number.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    loss_sum, n_points, ious = 0.0, 0, []
+    try:
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0):
+            left, right = batch["left"].to(device), batch["right"].to(device)
+            points, occ = batch["points"].to(device), batch["occupancies"].to(device)
+            with autocast(device, amp_dtype):
+                logits = model(left, right, points)
+            logits = logits.float()
+            loss_sum += float(F.binary_cross_entropy_with_logits(logits, occ, reduction="sum"))
+            n_points += occ.numel()
+            pred = torch.sigmoid(logits) >= threshold
+            gt = occ > 0.5
+            inter = (pred & gt).sum(dim=1).double()
+            union = (pred | gt).sum(dim=1).double()
+            iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+            ious.extend(iou.tolist())
+    finally:
+        model.train(was_training)
+    if not ious:
+        raise ValueError("evaluate_points needs a non-empty dataset")
+    return loss_sum / n_points, float(np.mean(ious))
+
+
+# --- pieces of a run ----------------------------------------------------------------------------------
+
+
+def _first_items(dataset: Dataset, n_objects: int, views_per_object: int) -> Dataset:
+    """The items of the first ``n_objects`` objects (items are ordered object-major)."""
+    return Subset(dataset, range(min(len(dataset), n_objects * views_per_object)))  # type: ignore[arg-type]
+
+
+def open_datasets(cfg: Config, root: Path) -> tuple[Dataset, Dataset | None]:
+    """The training set (``train.train_objects``/``train_views`` applied) and the fixed validation set.
+
+    Validation uses each val object's first view and ``train.val_points`` uniform points drawn once
+    (epoch 0): the same points at every validation, so IoUs over a run are comparable.
+    """
+    from ..data.dataset import StereoOccupancyDataset, read_split
+
+    if not read_split(root, "train"):
+        raise UserError(f"{root}: the train split is empty")
+    views: Any = cfg.train.train_views if cfg.train.train_views > 0 else "all"
+    train_set = StereoOccupancyDataset.from_config(root, "train", cfg.data, views=views)
+    if cfg.train.train_objects > 0:
+        per_object = len(train_set) // len(train_set.objects)
+        train_set = _first_items(train_set, cfg.train.train_objects, per_object)
+    if not read_split(root, "val"):
+        return train_set, None
+    val_set: Dataset = StereoOccupancyDataset(
+        root,
+        "val",
+        points_per_sample=cfg.train.val_points,
+        seed=cfg.data.seed,
+        views="first",
+        uniform_only=True,
+    )
+    if cfg.train.val_objects > 0:
+        val_set = _first_items(val_set, cfg.train.val_objects, 1)
+    return train_set, val_set
+
+
+def load_pretrained(model: torch.nn.Module, path: str | Path) -> None:
+    """Initialise the encoder's ResNet-18 from a local torchvision-format state dict (.pt/.pth or .safetensors).
+
+    The file is read here (models never read files) and handed to the model, which loads it into its
+    encoder's ResNet-18 with ``models.resnet.load_torchvision_resnet18``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"model.pretrained: file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt files fail in many ways
+        raise UserError(f"model.pretrained: cannot read {path} ({str(exc).splitlines()[0][:120]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"model.pretrained: {path} does not hold a state dict")
+    loader = getattr(model, "load_resnet18_weights", None)
+    if loader is None:
+        raise UserError(f"model.pretrained is set but {type(model).__name__} has no ResNet-18 to load it into")
+    try:
+        loader(state)
+    except UserError as exc:
+        raise UserError(f"model.pretrained: {path}: {exc}") from None
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise UserError(f"model.pretrained: {path} is not a ResNet-18 state dict ({str(exc).splitlines()[0][:120]})") from None
+
+
+class MetricsLog:
+    """``metrics.csv`` (iteration, seconds, split, loss, iou), appended row by row; trimmed on resume."""
+
+    def __init__(self, path: Path, keep_through: int | None):
+        self.path = path
+        rows: list[list[str]] = []
+        if keep_through is not None and path.is_file():
+            with open(path, newline="") as f:
+                reader = csv.reader(f)
+                next(reader, None)
+                rows = [r for r in reader if r and int(r[0]) <= keep_through]
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(METRICS_COLUMNS)
+            writer.writerows(rows)
+        os.replace(tmp, path)
+        self._file = open(path, "a", newline="")
+        self._writer = csv.writer(self._file)
+
+    def add(self, iteration: int, seconds: float, split: str, loss: float, iou: float | None) -> None:
+        self._writer.writerow([iteration, f"{seconds:.3f}", split, f"{loss:.6f}", "" if iou is None else f"{iou:.6f}"])
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    diffs = []
+    for k in keys:
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diffs += _config_differences(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            diffs.append(f"{prefix}{k}")
+    return diffs
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+class _Run:
+    """One training run: owns the model, optimiser, data and outputs of one process."""
+
+    def __init__(self, cfg: Config, root: Path, out: Path, ctx: DistContext):
+        from ..data.dataset import dataset_config
+
+        self.ctx, self.root, self.out = ctx, root, out
+        self.dataset_cfg: DatasetConfig = dataset_config(root)
+        # The checkpoint's config carries the dataset's own config: image size and cameras for inference.
+        self.cfg: Config = from_dict(dict(to_dict(cfg), dataset=to_dict(self.dataset_cfg)))
+        self.tc = self.cfg.train
+        if self.tc.iterations < 1 or self.tc.batch_size < 1:
+            raise UserError("train.iterations and train.batch_size must be positive")
+        for name in ("val_every", "checkpoint_every", "log_every"):
+            if getattr(self.tc, name) < 1:
+                raise UserError(f"train.{name} must be at least 1 (got {getattr(self.tc, name)})")
+        self.local_batch = local_batch_size(self.tc.batch_size, ctx.world_size)
+        self.amp_dtype = autocast_dtype(self.tc.precision, ctx.device)
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def _build(self, resume_state: dict | None) -> None:
+        from ..models import build_model
+
+        random.seed(self.tc.seed)
+        np.random.seed(self.tc.seed)
+        torch.manual_seed(self.tc.seed)
+        self.model = build_model(self.cfg.model, self.cfg.dataset.rig)
+        if resume_state is None and self.cfg.model.pretrained:
+            load_pretrained(self.model, self.cfg.model.pretrained)
+        self.model.to(self.ctx.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tc.lr)
+        self.iteration, self.train_seconds = 0, 0.0
+        self.best_val_iou: float | None = None
+        self.best_iteration: int | None = None
+        if resume_state is not None:
+            path = self.out / LAST
+            load_weights(self.model, resume_state["model"], path, self.cfg.model.name)
+            self.optimizer.load_state_dict(resume_state["optimizer"])
+            for group in self.optimizer.param_groups:  # the config may change the learning rate
+                group["lr"] = self.tc.lr
+            self.iteration = int(resume_state["iteration"])
+            self.train_seconds = float(resume_state.get("train_seconds", 0.0))
+            self.best_val_iou = resume_state.get("best_val_iou")
+            self.best_iteration = resume_state.get("best_iteration")
+            restore_rng_state(resume_state["rng"])
+        self.ddp = (
+            DistributedDataParallel(
+                self.model, device_ids=[self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+            )
+            if self.ctx.distributed
+            else self.model
+        )
+
+    def _state(self, with_optimizer: bool) -> dict:
+        state = {
+            "format_version": FORMAT_VERSION,
+            "model_name": self.cfg.model.name,
+            "config": to_dict(self.cfg),
+            "model": self.model.state_dict(),
+            "iteration": self.iteration,
+            "epoch": self.stream.position(self.iteration * self.local_batch)[0],
+            "position": self.iteration * self.local_batch,
+            "world_size": self.ctx.world_size,
+            "train_seconds": self.train_seconds_now(),
+            "best_val_iou": self.best_val_iou,
+            "best_iteration": self.best_iteration,
+            "rng": capture_rng_state(),
+        }
+        if with_optimizer:
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
+
+    def train_seconds_now(self) -> float:
+        return self.train_seconds + (time.perf_counter() - self._t0)
+
+    def _check_resumable(self, state: dict) -> None:
+        path = self.out / LAST
+        ours, theirs = dict(to_dict(self.cfg.model)), dict(state["config"].get("model", {}))
+        ours.pop("pretrained", None)
+        theirs.pop("pretrained", None)
+        diffs = _config_differences(ours, theirs, "model.")
+        if diffs:
+            raise UserError(f"{path}: cannot resume, the model config differs in {', '.join(diffs)}")
+        diffs = _config_differences(to_dict(self.dataset_cfg), state["config"].get("dataset", {}), "dataset.")
+        if diffs:
+            raise UserError(
+                f"{path}: cannot resume on {self.root}, it was built with a different config ({', '.join(diffs[:4])})"
+            )
+
+    def _result(self) -> TrainResult:
+        return TrainResult(
+            model=self.cfg.model.name,
+            iterations=self.iteration,
+            train_seconds=self.train_seconds_now() if hasattr(self, "_t0") else self.train_seconds,
+            best_val_iou=self.best_val_iou,
+            best_iteration=self.best_iteration,
+            last_checkpoint=self.out / LAST,
+            best_checkpoint=self.out / BEST,
+        )
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def run(self, resume: bool) -> TrainResult:
+        main = self.ctx.is_main
+        last = self.out / LAST
+        state = None
+        if last.exists():
+            if not resume:
+                raise UserError(f"{self.out} already holds a run ({LAST}); pass --resume to continue it or choose another --out")
+            state = load_checkpoint(last)
+            self._check_resumable(state)
+            if int(state["iteration"]) >= self.tc.iterations:
+                if main:
+                    print(f"{self.out}: already finished ({state['iteration']} iterations); nothing to do")
+                self.iteration = int(state["iteration"])
+                self.train_seconds = float(state.get("train_seconds", 0.0))
+                self.best_val_iou, self.best_iteration = state.get("best_val_iou"), state.get("best_iteration")
+                return self._result()
+        elif resume and main:
+            print(f"{self.out}: no {LAST} to resume from; starting a new run")
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+
+        train_set, val_set = open_datasets(self.cfg, self.root)
+        self._build(state)
+        sampler = ResumableDistributedSampler(
+            len(train_set), num_replicas=self.ctx.world_size, rank=self.ctx.rank, seed=self.cfg.data.seed
+        )
+        remaining = self.tc.iterations - self.iteration
+        self.stream = EpochStream(sampler, start=self.iteration * self.local_batch, length=remaining * self.local_batch)
+        loader = DataLoader(
+            EpochKeyed(train_set),
+            batch_size=self.local_batch,
+            sampler=self.stream,
+            num_workers=self.cfg.data.num_workers,
+            pin_memory=self.ctx.device.type == "cuda",
+        )
+        self._t0 = time.perf_counter()
+        metrics = writer = bar = None
+        if main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            metrics = MetricsLog(self.out / "metrics.csv", keep_through=self.iteration if state else None)
+            writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.iteration + 1)
+            bar = tqdm(
+                total=self.tc.iterations, initial=self.iteration, desc=f"train {self.cfg.model.name}", unit="it"
+            )
+        try:
+            self._loop(loader, val_set, metrics, writer, bar)
+        finally:
+            if main:
+                bar.close()
+                writer.close()
+                metrics.close()
+        if main:
+            if val_set is None:  # nothing to choose by: the final weights are the best we have
+                save_checkpoint(self.out / BEST, self._state(with_optimizer=False))
+            _write_json(
+                self.out / "summary.json",
+                {
+                    "model": self.cfg.model.name,
+                    "iterations": self.iteration,
+                    "train_seconds": round(self.train_seconds_now(), 3),
+                    "best_val_iou": self.best_val_iou,
+                    "best_iteration": self.best_iteration,
+                    "world_size": self.ctx.world_size,
+                    "device": str(self.ctx.device),
+                },
+            )
+        barrier(self.ctx)
+        return self._result()
+
+    def _loop(self, loader: DataLoader, val_set: Dataset | None, metrics, writer, bar) -> None:
+        device, main, tc = self.ctx.device, self.ctx.is_main, self.tc
+        window_loss = torch.zeros((), device=device)
+        window_steps = 0
+        self.model.train()
+        for batch in loader:
+            left = batch["left"].to(device, non_blocking=True)
+            right = batch["right"].to(device, non_blocking=True)
+            points = batch["points"].to(device, non_blocking=True)
+            occ = batch["occupancies"].to(device, non_blocking=True)
+            with autocast(device, self.amp_dtype):
+                logits = self.ddp(left, right, points)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), occ)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.iteration += 1
+            window_loss += loss.detach()
+            window_steps += 1
+            it, last = self.iteration, self.iteration == tc.iterations
+
+            if it % tc.log_every == 0 or last:
+                mean_loss = mean_over_ranks(self.ctx, float(window_loss) / window_steps)
+                window_loss.zero_()
+                window_steps = 0
+                if main:
+                    seconds = self.train_seconds_now()
+                    metrics.add(it, seconds, "train", mean_loss, None)
+                    writer.add_scalar("train/loss", mean_loss, it)
+                    writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], it)
+                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+            if main:
+                bar.update(1)
+
+            validate = val_set is not None and (it % tc.val_every == 0 or last)
+            save = it % tc.checkpoint_every == 0 or last
+            if main and validate:
+                self._validate(val_set, metrics, writer, bar)
+            if main and save:
+                save_checkpoint(self.out / LAST, self._state(with_optimizer=True))
+            if validate or save:
+                barrier(self.ctx)
+
+    def _validate(self, val_set: Dataset, metrics, writer, bar) -> None:
+        it = self.iteration
+        loss, iou = evaluate_points(
+            self.model,
+            val_set,
+            threshold=self.cfg.eval.threshold,
+            device=self.ctx.device,
+            batch_size=self.tc.val_batch_size,
+            amp_dtype=self.amp_dtype,
+        )
+        metrics.add(it, self.train_seconds_now(), "val", loss, iou)
+        writer.add_scalar("val/loss", loss, it)
+        writer.add_scalar("val/iou", iou, it)
+        if self.best_val_iou is None or iou > self.best_val_iou:
+            self.best_val_iou, self.best_iteration = iou, it
+            save_checkpoint(self.out / BEST, self._state(with_optimizer=False))
+        bar.write(f"iteration {it}: val loss {loss:.4f}, IoU {iou:.4f} (best {self.best_val_iou:.4f} at {self.best_iteration})")

@@ -1,0 +1,193 @@
+"""The training loop on the tiny dataset: outputs, learning, exact resume, pretrained init, overfitting."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from stereo_occ.config import Config, load_config
+from stereo_occ.errors import UserError
+from stereo_occ.training.checkpoint import load_checkpoint, load_model
+from stereo_occ.training.trainer import (
+    METRICS_COLUMNS,
+    evaluate_points,
+    load_pretrained,
+    train,
+)
+
+SMALL = [
+    "dataset.rig.image_size=64",
+    "model.code_dim=32",
+    "model.hidden_dim=32",
+    "model.n_blocks=1",
+    "model.feature_dim=16",
+    "data.points_per_sample=256",
+    "data.num_workers=0",
+    "train.batch_size=4",
+    "train.lr=1e-3",
+    "train.log_every=1",
+    "train.val_points=512",
+]
+
+
+def small_config(*extra: str) -> Config:
+    return load_config(None, SMALL + list(extra))
+
+
+def read_metrics(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_short_run_writes_its_outputs_and_the_loss_goes_down(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    cfg = small_config("model.name=mono", "train.iterations=30", "train.val_every=15", "train.checkpoint_every=15")
+    result = train(cfg, tiny_dataset, out)
+    assert result.iterations == 30 and result.model == "mono"
+    rows = read_metrics(out / "metrics.csv")
+    assert tuple(rows[0]) == METRICS_COLUMNS
+    losses = [float(r["loss"]) for r in rows if r["split"] == "train"]
+    assert len(losses) == 30
+    assert sum(losses[-10:]) / 10 < 0.9 * sum(losses[:5]) / 5
+    val = [r for r in rows if r["split"] == "val"]
+    assert [int(r["iteration"]) for r in val] == [15, 30] and all(0 <= float(r["iou"]) <= 1 for r in val)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["iterations"] == 30 and summary["best_iteration"] in (15, 30)
+    assert summary["best_val_iou"] == pytest.approx(max(float(r["iou"]) for r in val), abs=1e-6)
+    assert any((out / "tensorboard").iterdir())
+    # The checkpoint carries the dataset's own config, so the model comes back from the file alone.
+    model, ckpt_cfg = load_model(out / "model_best.pt")
+    assert ckpt_cfg.dataset.shapes.mug == 4 and ckpt_cfg.dataset.render.views_per_object == 4
+    assert load_checkpoint(out / "model_last.pt")["iteration"] == 30
+
+
+def _train_rows(path) -> list[tuple[str, str]]:
+    return [(r["iteration"], r["loss"]) for r in read_metrics(path) if r["split"] == "train"]
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_dataset, tmp_path, capsys):
+    common = ("model.name=stereo", "train.checkpoint_every=3", "train.val_every=4")
+    full = train(small_config(*common, "train.iterations=7"), tiny_dataset, tmp_path / "full")
+    killed = tmp_path / "killed"
+    train(small_config(*common, "train.iterations=3"), tiny_dataset, killed)  # "killed" after iteration 3
+    with open(killed / "metrics.csv", "a") as f:  # a row logged after the last checkpoint, then the kill
+        f.write("4,1.0,train,0.5,\n")
+    # The continuation loads with a worker process: item randomness must not depend on who loads it.
+    resumed = train(small_config(*common, "train.iterations=7", "data.num_workers=1"), tiny_dataset, killed, resume=True)
+    assert resumed.iterations == full.iterations == 7
+    a = load_checkpoint(tmp_path / "full" / "model_last.pt")
+    b = load_checkpoint(killed / "model_last.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert _train_rows(tmp_path / "full" / "metrics.csv") == _train_rows(killed / "metrics.csv")
+
+    capsys.readouterr()
+    again = train(small_config(*common, "train.iterations=7"), tiny_dataset, killed, resume=True)
+    assert "already finished" in capsys.readouterr().out and again.iterations == 7
+    with pytest.raises(UserError, match="--resume"):
+        train(small_config(*common, "train.iterations=7"), tiny_dataset, killed)
+    with pytest.raises(UserError, match="model config differs in model.name"):
+        train(small_config("model.name=mono", "train.iterations=9"), tiny_dataset, killed, resume=True)
+
+
+def test_bf16_autocast_trains_on_cpu_when_asked(tiny_dataset, tmp_path):
+    cfg = small_config("model.name=mono", "train.iterations=2", "train.precision=bf16", "train.val_every=2")
+    result = train(cfg, tiny_dataset, tmp_path / "bf16")
+    assert result.best_val_iou is not None
+    weights = load_checkpoint(tmp_path / "bf16" / "model_last.pt")["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+def test_pretrained_resnet_weights_load_into_mono(tmp_path):
+    from stereo_occ.models import build_model
+    from stereo_occ.models.resnet import ResNet18
+
+    torch.manual_seed(123)
+    imagenet_like = ResNet18(num_classes=1000).state_dict()  # torchvision's key format
+    path = tmp_path / "resnet18.pth"
+    torch.save(imagenet_like, path)
+    cfg = small_config("model.name=mono")
+    model = build_model(cfg.model, cfg.dataset.rig)
+    load_pretrained(model, path)
+    loaded = dict(model.named_parameters())
+    assert torch.equal(loaded["encoder.backbone.conv1.weight"], imagenet_like["conv1.weight"])
+    assert torch.equal(loaded["encoder.backbone.layer4.1.bn2.bias"], imagenet_like["layer4.1.bn2.bias"])
+    with pytest.raises(UserError, match="not found"):
+        load_pretrained(model, tmp_path / "missing.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a state dict")
+    with pytest.raises(UserError, match="junk.pth"):
+        load_pretrained(model, tmp_path / "junk.pth")
+
+
+def test_pretrained_file_is_used_by_train(tiny_dataset, tmp_path):
+    with pytest.raises(UserError, match="model.pretrained.*missing.pth"):
+        train(small_config("model.name=mono", f"model.pretrained={tmp_path / 'missing.pth'}"), tiny_dataset, tmp_path)
+
+
+class _Sphere(torch.nn.Module):
+    """Predicts 'inside' within radius r: a model whose IoU against a known ball is known."""
+
+    def __init__(self, radius: float):
+        super().__init__()
+        self.radius = radius
+
+    def forward(self, left, right, points):
+        return 20.0 * (self.radius - points.norm(dim=-1))
+
+
+def test_evaluate_points_computes_volumetric_iou():
+    torch.manual_seed(0)
+    points = torch.rand(2, 4000, 3) * 2 - 1
+    inside = (points.norm(dim=-1) < 0.5).float()
+    images = torch.zeros(2, 3, 8, 8)
+    items = [{"left": images[i], "right": images[i], "points": points[i], "occupancies": inside[i]} for i in range(2)]
+    _, iou = evaluate_points(_Sphere(0.5), items, threshold=0.5)
+    assert iou == pytest.approx(1.0)
+    _, iou = evaluate_points(_Sphere(0.4), items, threshold=0.5)
+    assert iou == pytest.approx(0.4**3 / 0.5**3, abs=0.06)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mono", "stereo"])
+def test_each_model_overfits_a_few_objects(tiny_dataset, tmp_path, name):
+    cfg = load_config(
+        None,
+        [
+            f"model.name={name}",
+            "dataset.rig.image_size=64",
+            "model.code_dim=128",
+            "model.hidden_dim=64",
+            "model.n_blocks=2",
+            "data.points_per_sample=512",
+            "data.num_workers=0",
+            "train.train_objects=3",
+            "train.train_views=1",
+            "train.batch_size=3",
+            "train.lr=1e-3",
+            "train.iterations=300",
+            "train.val_every=1000",
+            "train.checkpoint_every=1000",
+            "train.log_every=50",
+            "train.val_objects=1",
+            "train.val_points=256",
+        ],
+    )
+    train(cfg, tiny_dataset, tmp_path / name)
+    model, _ = load_model(tmp_path / name / "model_last.pt")
+    from stereo_occ.data.dataset import StereoOccupancyDataset
+
+    seen = StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=4000, views=1, uniform_only=True)
+    seen = torch.utils.data.Subset(seen, range(3))
+    _, iou = evaluate_points(model, seen, threshold=cfg.eval.threshold)
+    assert iou > 0.8, f"{name} reached training IoU {iou:.3f} on 3 objects"
