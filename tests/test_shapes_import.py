@@ -198,6 +198,8 @@ def test_configuration_mistakes_are_user_errors(cfg, message):
         ("junk.ply", b"\x00\xff" * 500, "junk.ply: not a readable .ply mesh"),
         ("junk.stl", b"\x01\x02\x03", "junk.stl"),
         ("words.obj", b"hello\nthis is not a mesh\n", "words.obj: contains no triangles"),
+        ("line.obj", b"v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n", "line.obj: contains no triangles"),
+        ("dot.obj", b"v 1 1 1\nv 1 1 1\nv 1 1 1\nf 1 2 3\n", "dot.obj: cannot normalise a mesh of zero size"),
     ],
 )
 def test_corrupt_files_are_user_errors_naming_the_file(tmp_path, name, content, message):
@@ -230,11 +232,11 @@ def test_open_cup_becomes_a_thin_closed_shell():
     assert mesh.contains([[0.0, 0.0, -0.49]])[0]  # the floor is solid
 
 
-def test_double_sided_box_becomes_the_solid_box():
-    mesh = normalize(make_watertight(_double_sided_box(), resolution=FAST_REPAIR))
-    _assert_normalised_solid(mesh)
-    assert mesh.volume == pytest.approx(1.0, rel=0.03)
-    assert mesh.contains([[0.0, 0.0, 0.0]])[0]
+def test_double_sided_closed_box_becomes_the_exact_box():
+    """Dropping each face's second side closes it: no resampling needed."""
+    mesh = make_watertight(_double_sided_box())
+    assert mesh.is_volume and len(mesh.faces) == 12
+    assert mesh.volume == pytest.approx(1.0, rel=1e-9)
 
 
 def test_double_sided_open_surface_is_rebuilt_like_the_single_sided_one():

@@ -90,9 +90,7 @@ class StereoRenderer:
             )
             self._cameras.append(self.scene.add(camera, pose=_opengl_pose(self.rig.world_to_cam[cam])))
         self._light = self.scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=3.0))
-        self._material = pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=[0.7, 0.7, 0.7, 1.0], metallicFactor=0.0, roughnessFactor=0.5
-        )
+        self._material: pyrender.MetallicRoughnessMaterial | None = None
         self._mesh_node: pyrender.Node | None = None
         self._mesh_source: trimesh.Trimesh | None = None  # the trimesh the uploaded node was made from
         self._renderer: pyrender.OffscreenRenderer | None = _offscreen(size)
@@ -106,6 +104,10 @@ class StereoRenderer:
             self.scene.remove_node(self._mesh_node)
         # Split vertices at sharp edges so creases stay crisp while curved walls shade smoothly.
         shaded = mesh.smooth_shaded
+        # A fresh material per mesh: pyrender keeps state on a material once it has been drawn, and
+        # reusing one across meshes measurably changed the shading of the next mesh (so a render would
+        # depend on which object came before it).
+        self._material = pyrender.MetallicRoughnessMaterial(baseColorFactor=[0.7, 0.7, 0.7, 1.0])
         pm = pyrender.Mesh.from_trimesh(shaded, material=self._material, smooth=True)
         self._mesh_node = self.scene.add(pm)
         self._mesh_source = mesh
