@@ -59,7 +59,8 @@ def main() -> None:
 
     renderer = pyrender.OffscreenRenderer(args.tile, args.tile)
     rows, seconds, faces = [], 0.0, []
-    jobs = [(c, s, k) for c, styles in STYLES.items() for s in range(len(styles)) for k in range(args.per_style)]
+    jobs = [(c, s, k) for c, styles in STYLES.items()
+            for s in range(len(styles)) for k in range(args.per_style)]
     tiles: dict[tuple[str, int], list[np.ndarray]] = {}
     for category, style, k in tqdm(jobs, desc="render"):
         index = style + k * len(STYLES[category])

@@ -57,14 +57,15 @@ def test_oracle_scores_perfectly_in_the_rig_frame(tiny_dataset):
     assert not np.allclose(rotation, np.eye(3), atol=0.1)
     gt = data.objects[0].mesh()
     result, mesh = evaluate_item(
-        OracleModel(gt, rotation), item, gt, EvalConfig(n_surface_points=5000), box, object_id=data.object_ids[0], category=data.categories[0]
+        OracleModel(gt, rotation), item, gt, EvalConfig(), box, object_id=data.object_ids[0], category=data.categories[0]
     )
     assert result.iou > 0.999
     assert result.mesh_iou > 0.9
     print(result)
-    assert result.chamfer_l1 < 0.01
+    # What 128^3 marching cubes of a binary function can reach (vertices within half a cell)
+    assert result.chamfer_l1 < 0.008
     assert result.normal_consistency > 0.9
-    assert result.fscore > 0.8
+    assert result.fscore > 0.9
     # The predicted mesh is in the rig frame: it contains the view's occupied (rig-frame) points.
     occupied = item["points"].numpy()[item["occupancies"].numpy() > 0.5]
     assert inside(mesh, occupied).mean() > 0.95

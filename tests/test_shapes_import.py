@@ -180,6 +180,8 @@ def test_procedural_meshes_pass_through_unchanged():
         (ShapesConfig(source="procedural", root="/data/meshes"), "source is 'procedural'"),
         (ShapesConfig(categories=["mug", "plate"]), "unknown category 'plate'"),
         (ShapesConfig(source="zip"), "unknown shape source 'zip'"),
+        (ShapesConfig(bowl=-1), "dataset.shapes.bowl must be >= 0"),
+        (ShapesConfig(watertight_resolution=0), "watertight_resolution must be >= 1"),
     ],
 )
 def test_configuration_mistakes_are_user_errors(cfg, message):

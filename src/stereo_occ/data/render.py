@@ -90,7 +90,7 @@ class StereoRenderer:
             )
             self._cameras.append(self.scene.add(camera, pose=_opengl_pose(self.rig.world_to_cam[cam])))
         self._light = self.scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=3.0))
-        self._material: pyrender.MetallicRoughnessMaterial | None = None
+        self._materials: list[pyrender.MetallicRoughnessMaterial] = []
         self._mesh_node: pyrender.Node | None = None
         self._mesh_source: trimesh.Trimesh | None = None  # the trimesh the uploaded node was made from
         self._renderer: pyrender.OffscreenRenderer | None = _offscreen(size)
@@ -104,11 +104,12 @@ class StereoRenderer:
             self.scene.remove_node(self._mesh_node)
         # Split vertices at sharp edges so creases stay crisp while curved walls shade smoothly.
         shaded = mesh.smooth_shaded
-        # A fresh material per mesh: pyrender keeps state on a material once it has been drawn, and
-        # reusing one across meshes measurably changed the shading of the next mesh (so a render would
-        # depend on which object came before it).
-        self._material = pyrender.MetallicRoughnessMaterial(baseColorFactor=[0.7, 0.7, 0.7, 1.0])
-        pm = pyrender.Mesh.from_trimesh(shaded, material=self._material, smooth=True)
+        # Strip any colours the file carried: the material (drawn per pair) decides the colour.
+        shaded = trimesh.Trimesh(shaded.vertices, shaded.faces, vertex_normals=shaded.vertex_normals, process=False)
+        pm = pyrender.Mesh.from_trimesh(shaded, material=pyrender.MetallicRoughnessMaterial(), smooth=True)
+        # from_trimesh deep-copies the material it is given, so keep the primitives' own copies: those are
+        # what the shader reads, and what _draw_lighting must change.
+        self._materials = [p.material for p in pm.primitives]
         self._mesh_node = self.scene.add(pm)
         self._mesh_source = mesh
         return self._mesh_node
@@ -131,9 +132,10 @@ class StereoRenderer:
         self.scene.set_pose(self._light, _opengl_pose(look_at_opencv(direction, np.zeros(3), up)))
         self._light.light.intensity = intensity
         self.scene.ambient_light = np.full(3, ambient)
-        self._material.baseColorFactor = np.array([*colorsys.hsv_to_rgb(hue, sat, val), 1.0])
-        self._material.metallicFactor = metallic
-        self._material.roughnessFactor = roughness
+        for material in self._materials:
+            material.baseColorFactor = np.array([*colorsys.hsv_to_rgb(hue, sat, val), 1.0])
+            material.metallicFactor = metallic
+            material.roughnessFactor = roughness
         return np.array([intensity, ambient, hue, sat, val, metallic, roughness, *direction], dtype=np.float32)
 
     # -- rendering ----------------------------------------------------------------------------

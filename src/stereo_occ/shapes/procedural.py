@@ -226,7 +226,8 @@ class Handle:
         x = self.base_x + self.reach * bulge + self.tilt * (1 - np.cos(theta)) / 2 * sin
         z = zc + a * np.cos(theta)
         curve = np.stack([x, z], 1)
-        arm_top = np.array([[self.anchor_x, self.z_top], [(self.anchor_x + self.base_x) / 2, self.z_top]])
+        arm_top = np.array([[self.anchor_x, self.z_top],
+                            [(self.anchor_x + self.base_x) / 2, self.z_top]])
         arm_bot = arm_top[::-1].copy()
         arm_bot[:, 1] = self.z_bottom
         return np.concatenate([arm_top, curve, arm_bot])
@@ -245,12 +246,10 @@ class Handle:
         tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
         normal = np.stack([-tangent[:, 1], tangent[:, 0]], 1)  # in the xz-plane
         alpha = np.linspace(0, 2 * np.pi, 20, endpoint=False)
-        rings = []
-        for p, nrm in zip(line, normal):
-            u = np.cos(alpha)[:, None] * self.thickness
-            v = np.sin(alpha) * self.width
-            ring = np.stack([p[0] + u[:, 0] * nrm[0], v, p[1] + u[:, 0] * nrm[1]], 1)
-            rings.append(ring)
+        across = np.cos(alpha) * self.thickness  # along the in-plane normal
+        along_y = np.sin(alpha) * self.width
+        rings = [np.stack([p[0] + across * nrm[0], along_y, p[1] + across * nrm[1]], 1)
+                 for p, nrm in zip(line, normal)]
         # Hulls of three consecutive rings overlap their neighbours, so the union has no
         # coincident faces and no gaps at bends.
         pieces = [Manifold.hull_points(np.concatenate(rings[i:i + 3])) for i in range(len(rings) - 2)]
@@ -416,7 +415,9 @@ def design_bowl(index: int, rng: np.random.Generator) -> BowlDesign:
     shell = Shell(
         height=height, outer=outer, knots=(foot_h,) if foot else (),
         inner=lambda z: body_in(z - foot_h), floor=floor,
-        base_fillet=0.0 if foot else fillet, floor_fillet=rng.uniform(0.02, 0.15) if style != "hemispherical" else 0.0,
+        base_fillet=0.0 if foot else fillet,
+        # A round bowl's cavity is already curved at the bottom; cones and flares get a rounded corner.
+        floor_fillet=rng.uniform(0.02, 0.15) if style != "hemispherical" else 0.0,
         rim_bead=bool(rng.random() < 0.6),
         recess_radius=foot_r * (1 - rng.uniform(0.1, 0.25)) if foot else 0.0,
         recess_depth=foot_h,

@@ -106,11 +106,16 @@ def list_shapes(cfg: ShapesConfig) -> list[ShapeSource]:
 
 
 def _requested_categories(cfg: ShapesConfig) -> list[str]:
+    """The categories asked for, in canonical order, after checking the counts and repair settings."""
     for category in cfg.categories:
         if category not in CATEGORIES:
             raise UserError(f"unknown category {category!r} (known: {', '.join(CATEGORIES)})")
         if cfg.count(category) < 0:
             raise UserError(f"dataset.shapes.{category} must be >= 0 (got {cfg.count(category)})")
+    if cfg.watertight_resolution < 1:
+        raise UserError(f"dataset.shapes.watertight_resolution must be >= 1 (got {cfg.watertight_resolution})")
+    if cfg.simplify_tolerance < 0:
+        raise UserError(f"dataset.shapes.simplify_tolerance must be >= 0 (got {cfg.simplify_tolerance})")
     return [c for c in CATEGORIES if c in cfg.categories]
 
 

@@ -1,0 +1,142 @@
+"""Building datasets: splits, meta, resume after a kill, sharding, workers, broken meshes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from conftest import tiny_config
+
+from stereo_occ.config import SplitConfig
+from stereo_occ.data import storage
+from stereo_occ.data.build import build_dataset
+from stereo_occ.data.splits import assign_splits
+from stereo_occ.errors import UserError
+
+# 2 objects per category, 3 views, 32 px, small pools: a full build takes a couple of seconds.
+SMALL = [
+    "dataset.shapes.mug=2",
+    "dataset.shapes.bowl=2",
+    "dataset.shapes.bottle=2",
+    "dataset.render.views_per_object=3",
+    "dataset.rig.image_size=32",
+    "dataset.occupancy.n_uniform=2000",
+    "dataset.occupancy.n_surface=1000",
+]
+
+
+def small_config(*extra: str):
+    return tiny_config(*SMALL, *extra)
+
+
+def object_dirs(root: Path) -> list[str]:
+    return sorted(str(p.parent.relative_to(root)) for p in root.glob("*/*/views.npz"))
+
+
+def assert_same_dataset(a: Path, b: Path) -> None:
+    """Same objects, byte-identical pools and renders, equal camera/lighting arrays, same meta."""
+    assert object_dirs(a) == object_dirs(b)
+    assert json.loads((a / "meta.json").read_text()) == json.loads((b / "meta.json").read_text())
+    for split in ("train", "val", "test"):
+        assert (a / "splits" / f"{split}.txt").read_text() == (b / "splits" / f"{split}.txt").read_text()
+    for object_id in object_dirs(a):
+        for name in ("points.npy", "occupancies.npy", "renders.bin", "info.json"):
+            assert (a / object_id / name).read_bytes() == (b / object_id / name).read_bytes(), (object_id, name)
+        with np.load(a / object_id / "views.npz") as va, np.load(b / object_id / "views.npz") as vb:
+            for key in va.files:
+                np.testing.assert_array_equal(va[key], vb[key])
+
+
+def test_splits_are_disjoint_cover_everything_and_are_stable():
+    objects = {f"{c}/obj-{i}": c for c, n in (("mug", 12), ("bowl", 3), ("bottle", 30)) for i in range(n)}
+    cfg = SplitConfig()
+    splits = assign_splits(objects, cfg)
+    ids = [set(v) for v in splits.values()]
+    assert set.union(*ids) == set(objects)
+    assert sum(len(v) for v in ids) == len(objects)  # disjoint
+    for category in ("mug", "bowl", "bottle"):  # every category in every split
+        for split in ("train", "val", "test"):
+            assert any(objects[i] == category for i in splits[split])
+    assert len(splits["train"]) == pytest.approx(0.8 * len(objects), abs=3)
+    assert assign_splits(objects, cfg) == splits
+    assert assign_splits(objects, SplitConfig(seed=1)) != splits
+    # Adding one object leaves the others where they were (hash order, not a shuffled list).
+    more = dict(objects, **{"bottle/obj-new": "bottle"})
+    moved = {i for s in splits for i in splits[s] if i not in assign_splits(more, cfg)[s]}
+    assert len(moved) <= 2
+
+
+@pytest.fixture(scope="module")
+def full_build(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("build") / "full"
+    summary = build_dataset(small_config(), out)
+    assert summary.built == 6 and summary.skipped == 0 and not summary.failed
+    return out
+
+
+def test_a_build_writes_meta_splits_and_complete_objects(full_build):
+    meta = json.loads((full_build / "meta.json").read_text())
+    assert meta["format_version"] == 1
+    assert meta["config"]["render"]["views_per_object"] == 3
+    assert sorted(meta["objects"]) == object_dirs(full_build)
+    assert set(meta["objects"].values()) == {"mug", "bowl", "bottle"}
+    listed = [line for s in ("train", "val", "test") for line in (full_build / "splits" / f"{s}.txt").read_text().split()]
+    assert sorted(listed) == sorted(meta["objects"])
+    reader = storage.ObjectReader(full_build / "mug" / "proc-0000")
+    assert reader.n_views == 3 and reader.image(2, 1).shape == (32, 32, 3)
+    assert len(reader.points()) == 3000 and reader.points().dtype == np.float16
+    assert 0.0 < reader.occupancies()[:2000].mean() < 0.6
+    assert not list(full_build.glob("*/*" + storage.TMP_SUFFIX))
+
+
+def test_a_killed_build_resumes_to_the_same_bytes_as_an_uninterrupted_one(full_build, tmp_path):
+    out = tmp_path / "resumed"
+    # The "killed" build: half of the objects done (with 2 worker processes), and a half-written
+    # object folder left behind.
+    first = build_dataset(small_config(), out, workers=2, shard=(1, 2))
+    assert first.built == 3
+    stale = out / "bowl" / ("proc-0000" + storage.TMP_SUFFIX)
+    shutil.copytree(full_build / "bowl" / "proc-0000", stale)
+    (stale / "views.npz").unlink()
+    (stale / "renders.bin").write_bytes(b"truncated")
+    second = build_dataset(small_config(), out)
+    assert (second.built, second.skipped, second.failed) == (3, 3, [])
+    assert not stale.exists()
+    assert_same_dataset(full_build, out)
+    third = build_dataset(small_config(), out)  # nothing left to do
+    assert (third.built, third.skipped) == (0, 6)
+
+
+def test_shards_together_make_the_full_build(full_build, tmp_path):
+    out = tmp_path / "sharded"
+    built = [build_dataset(small_config(), out, shard=(k, 2)).built for k in (0, 1)]
+    assert built == [3, 3]
+    assert_same_dataset(full_build, out)
+
+
+def test_a_folder_built_with_another_config_is_refused(full_build):
+    before = (full_build / "meta.json").read_bytes()
+    with pytest.raises(UserError, match="different config"):
+        build_dataset(small_config("dataset.render.views_per_object=5"), full_build)
+    assert (full_build / "meta.json").read_bytes() == before
+
+
+def test_a_corrupt_mesh_is_reported_and_the_rest_is_built(tmp_path):
+    shapes = tmp_path / "meshes"
+    (shapes / "mug").mkdir(parents=True)
+    (shapes / "bowl").mkdir()
+    trimesh.creation.cylinder(radius=0.3, height=0.8).export(shapes / "mug" / "cup.obj")
+    trimesh.creation.annulus(r_min=0.2, r_max=0.4, height=0.5).export(shapes / "mug" / "ring.obj")
+    (shapes / "mug" / "broken.obj").write_text("v 0 0 zero\nf 1 2 this is not a mesh\n\x00\x01")
+    trimesh.creation.icosphere(radius=0.5).export(shapes / "bowl" / "ball.obj")
+    cfg = small_config("dataset.shapes.source=folder", f"dataset.shapes.root={shapes}", "dataset.shapes.categories=[mug,bowl]")
+    summary = build_dataset(cfg, tmp_path / "out")
+    assert summary.built == 3
+    assert [object_id for object_id, _ in summary.failed] == ["mug/broken"]
+    message = summary.failed[0][1]
+    assert "broken.obj" in message and "\n" not in message
+    assert object_dirs(tmp_path / "out") == ["bowl/ball", "mug/cup", "mug/ring"]
