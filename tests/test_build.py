@@ -133,7 +133,8 @@ def test_a_corrupt_mesh_is_reported_and_the_rest_is_built(tmp_path):
     trimesh.creation.annulus(r_min=0.2, r_max=0.4, height=0.5).export(shapes / "mug" / "ring.obj")
     (shapes / "mug" / "broken.obj").write_text("v 0 0 zero\nf 1 2 this is not a mesh\n\x00\x01")
     trimesh.creation.icosphere(radius=0.5).export(shapes / "bowl" / "ball.obj")
-    cfg = small_config("dataset.shapes.source=folder", f"dataset.shapes.root={shapes}", "dataset.shapes.categories=[mug,bowl]")
+    cfg = small_config("dataset.shapes.source=folder", f"dataset.shapes.root={shapes}", "dataset.shapes.categories=[mug,bowl]",
+                       "dataset.shapes.mug=0", "dataset.shapes.bowl=0")  # 0 = every file
     summary = build_dataset(cfg, tmp_path / "out")
     assert summary.built == 3
     assert [object_id for object_id, _ in summary.failed] == ["mug/broken"]
