@@ -102,3 +102,23 @@ def test_evaluate_untrained_checkpoint_writes_every_metric(tiny_dataset, tmp_pat
     # max_objects keeps a category-balanced subset
     few = evaluate_checkpoint(checkpoint, tiny_dataset, split="test", eval_cfg=replace(FAST_EVAL, max_objects=1))
     assert len(few["per_object"]) == 1
+
+
+class EmptyModel(OracleModel):
+    """Predicts that nothing is occupied anywhere."""
+
+    def decode(self, points, code):
+        return torch.full(points.shape[:2], -20.0)
+
+
+@pytest.mark.slow
+def test_empty_prediction_gets_the_worst_values(tiny_dataset):
+    data = StereoOccupancyDataset(tiny_dataset, "test", points_per_sample=0, uniform_only=True, views="first")
+    item = data[0]
+    gt = data.objects[0].mesh()
+    result, mesh = evaluate_item(
+        EmptyModel(gt, np.eye(3)), item, gt, FAST_EVAL, 0.55, object_id=data.object_ids[0], category=data.categories[0]
+    )
+    assert len(mesh.faces) == 0 and result.n_faces == 0
+    assert result.iou == 0.0 and result.mesh_iou == 0.0
+    assert result.chamfer_l1 == pytest.approx(np.sqrt(3)) and result.fscore == 0.0 and result.normal_consistency == 0.0

@@ -136,3 +136,16 @@ def test_switching_meshes_replaces_the_uploaded_one(renderer):
     np.testing.assert_array_equal(first[2], again[2])
     with StereoRenderer(RigConfig(image_size=96), RenderConfig()) as fresh:
         np.testing.assert_array_equal(fresh.render(box, np.eye(3), np.random.default_rng(0))[0], first[0])
+
+
+def test_the_drawn_material_colour_reaches_the_image():
+    red = RenderConfig(hue=[0.0, 0.0], saturation=[0.8, 0.8], value=[0.9, 0.9], metallic=[0.0, 0.0])
+    blue = RenderConfig(hue=[0.66, 0.66], saturation=[0.8, 0.8], value=[0.9, 0.9], metallic=[0.0, 0.0])
+    mesh = trimesh.creation.icosphere(subdivisions=3, radius=0.4)
+    means = []
+    for cfg in (red, blue):
+        with StereoRenderer(RigConfig(image_size=48), cfg) as r:
+            left, _, depth, _, _ = r.render(mesh, np.eye(3), np.random.default_rng(0))
+            means.append(left[depth > 0].astype(float).mean(axis=0))
+    assert means[0][0] > 1.5 * means[0][2]  # red: R over B
+    assert means[1][2] > 1.5 * means[1][0]  # blue: B over R

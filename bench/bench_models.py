@@ -1,0 +1,155 @@
+"""Sizes, FLOPs and CPU training throughput of the mono and stereo occupancy networks.
+
+Prints, measured in this one run:
+  * parameters (encoder / decoder / total) and forward FLOPs per sample (one 128x128 pair + 2048
+    points), counted by torch.utils.flop_counter (convolutions and matrix products; the
+    correlation's elementwise products are not counted and are < 0.2% of the work);
+  * the machine's fp32 matmul peak (a large torch.matmul), and for each model the training samples per
+    second (forward + backward + Adam, batch 16, 2048 points, 128x128) and the share of that peak a
+    training step reaches;
+  * with --profile, where a training step's time goes (torch.profiler, top operators).
+
+The CPU is shared with other work: numbers are indicative, ratios within one run are what to read.
+
+    python bench/bench_models.py [--batch 16] [--points 2048] [--size 128] [--steps 2] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile, record_function
+from torch.utils.flop_counter import FlopCounterMode
+
+from stereo_occ.config import ModelConfig, RigConfig
+from stereo_occ.models import build_model
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def count_flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul: the ceiling a training step is compared with."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def make_batch(batch: int, points: int, size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.rand(batch, points, 3, generator=g) * 1.1 - 0.55
+    return {
+        "left": torch.rand(batch, 3, size, size, generator=g),
+        "right": torch.rand(batch, 3, size, size, generator=g),
+        "points": pts,
+        "occ": (pts.norm(dim=-1) < 0.35).float(),
+    }
+
+
+def train_step(model, optimizer, batch, channels_last: bool) -> None:
+    left, right = batch["left"], batch["right"]
+    if channels_last:
+        left, right = left.contiguous(memory_format=torch.channels_last), right.contiguous(memory_format=torch.channels_last)
+    optimizer.zero_grad(set_to_none=True)
+    with record_function("encode"):
+        code = model.encode(left, right)
+    with record_function("decode"):
+        logits = model.decode(batch["points"], code)
+    loss = F.binary_cross_entropy_with_logits(logits, batch["occ"])
+    with record_function("backward"):
+        loss.backward()
+    with record_function("adam"):
+        optimizer.step()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--points", type=int, default=2048)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per model (after one warm-up)")
+    parser.add_argument("--models", nargs="+", default=["mono", "stereo"])
+    parser.add_argument("--channels-last", action="store_true", help="also time channels_last encoders")
+    parser.add_argument("--fused-adam", action="store_true", help="use Adam(fused=True)")
+    parser.add_argument("--profile", action="store_true", help="profile one training step per model")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    rig = RigConfig(image_size=args.size)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU shared with other work: indicative numbers")
+    peak = matmul_peak()
+    print(f"matmul peak (fp32, 2048^3): {peak:.1f} GFLOP/s\n")
+
+    rows = []
+    for name in args.models:
+        model = build_model(ModelConfig(name=name), rig)
+        enc, dec = count_params(model.encoder), count_params(model.decoder)
+        one = make_batch(1, args.points, args.size)
+        model.eval()
+        with torch.no_grad():
+            enc_flops = count_flops(lambda: model.encode(one["left"], one["right"]))
+            code = model.encode(one["left"], one["right"])
+            dec_flops = count_flops(lambda: model.decode(one["points"], code))
+        model.train()
+        batch = make_batch(args.batch, args.points, args.size)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=args.fused_adam or None)
+        step_flops = count_flops(lambda: train_step(model, optimizer, batch, False))
+        print(
+            f"[{name}] params: encoder {enc / 1e6:.2f} M, decoder {dec / 1e6:.2f} M, total {(enc + dec) / 1e6:.2f} M"
+        )
+        print(
+            f"[{name}] forward GFLOP per sample: encoder {enc_flops / 1e9:.2f} + decoder ({args.points} points) "
+            f"{dec_flops / 1e9:.2f} = {(enc_flops + dec_flops) / 1e9:.2f}; training step "
+            f"{step_flops / args.batch / 1e9:.2f} GFLOP per sample"
+        )
+        formats = [False, True] if args.channels_last else [False]
+        for channels_last in formats:
+            if channels_last:
+                for module in model.modules():  # 2D convolutions only (Conv3d weights are 5D)
+                    if isinstance(module, torch.nn.Conv2d):
+                        module.to(memory_format=torch.channels_last)
+                optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=args.fused_adam or None)
+            train_step(model, optimizer, batch, channels_last)  # warm-up
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                train_step(model, optimizer, batch, channels_last)
+            seconds = (time.perf_counter() - start) / args.steps
+            achieved = step_flops / seconds / 1e9
+            label = f"{name}{' channels_last' if channels_last else ''}"
+            rows.append((label, args.batch / seconds, achieved))
+            print(
+                f"[{label}] {seconds:.2f} s per step = {args.batch / seconds:.2f} samples/s; "
+                f"{achieved:.1f} GFLOP/s = {achieved / peak:.0%} of the matmul peak"
+            )
+        if args.profile:
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                train_step(model, optimizer, batch, False)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+            phases = {e.key: e.cpu_time_total for e in prof.key_averages() if e.key in ("encode", "decode", "backward", "adam")}
+            total = sum(phases.values())
+            print(f"[{name}] step time by phase: " + ", ".join(f"{k} {v / total:.0%}" for k, v in phases.items()))
+        print()
+
+    if len(rows) > 1:
+        base = rows[0]
+        for label, rate, _ in rows[1:]:
+            print(f"{label} trains at {rate / base[1]:.2f}x the samples/s of {base[0]}")
+
+
+if __name__ == "__main__":
+    main()

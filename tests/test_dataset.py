@@ -1,0 +1,128 @@
+"""The torch Dataset over a built dataset: item layout, frames, determinism, worker safety."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from stereo_occ.config import CATEGORIES, DataConfig, DatasetConfig
+from stereo_occ.data.dataset import StereoOccupancyDataset, dataset_config, read_meta, read_split
+from stereo_occ.data.rig import project
+from stereo_occ.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def train(tiny_dataset):
+    return StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=512, seed=3, load_depth=True)
+
+
+def test_meta_splits_and_config_round_trip(tiny_dataset):
+    meta = read_meta(tiny_dataset)
+    cfg = dataset_config(tiny_dataset)
+    assert isinstance(cfg, DatasetConfig) and cfg.render.views_per_object == 4
+    ids = [i for s in ("train", "val", "test") for i in read_split(tiny_dataset, s)]
+    assert sorted(ids) == sorted(meta["objects"])
+    with pytest.raises(UserError, match="unknown split"):
+        read_split(tiny_dataset, "dev")
+    with pytest.raises(UserError, match="meta.json"):
+        read_meta(tiny_dataset / "mug")
+
+
+def test_items_have_the_promised_shapes_and_types(train):
+    assert len(train) == len(train.objects) * 4
+    item = train[5]
+    expected = {
+        "left": ((3, 64, 64), torch.float32),
+        "right": ((3, 64, 64), torch.float32),
+        "points": ((512, 3), torch.float32),
+        "occupancies": ((512,), torch.float32),
+        "category": ((), torch.int64),
+        "rotation": ((3, 3), torch.float32),
+        "K": ((2, 3, 3), torch.float32),
+        "world_to_cam": ((2, 4, 4), torch.float32),
+        "object_index": ((), torch.int64),
+        "view": ((), torch.int64),
+        "depth": ((2, 64, 64), torch.float32),
+    }
+    assert {k: (tuple(v.shape), v.dtype) for k, v in item.items()} == expected
+    assert item["object_index"] == 1 and item["view"] == 1
+    assert 0.0 <= item["left"].min() and item["left"].max() <= 1.0
+    assert set(item["occupancies"].unique().tolist()) <= {0.0, 1.0}
+    assert CATEGORIES[int(item["category"])] == train.categories[1]
+
+
+def test_points_are_the_pool_rotated_into_the_rig_frame(train):
+    item = train[6]
+    obj = train.objects[int(item["object_index"])]
+    rotation = item["rotation"].numpy().astype(np.float64)
+    np.testing.assert_allclose(rotation, obj.cameras(int(item["view"]))[0], atol=1e-7)
+    p_obj = item["points"].numpy().astype(np.float64) @ rotation  # R^T p_rig
+    pool = obj.points().astype(np.float64)
+    labels = obj.occupancies()
+    # Every drawn point is a pool point (object frame) with the pool's label.
+    for p, occ in zip(p_obj[:50], item["occupancies"].numpy()[:50]):
+        distance = np.abs(pool - p).max(axis=1)
+        j = int(np.argmin(distance))
+        assert distance[j] < 1e-5 and labels[j] == bool(occ)
+
+
+def test_near_surface_share_and_inside_points_project_onto_the_object(train):
+    item = train[0]
+    obj = train.objects[0]
+    # About half of the points come from the near-surface pool: those are balanced in/out.
+    assert 0.2 < float(item["occupancies"].mean()) < 0.7
+    inside = item["points"][item["occupancies"] > 0].numpy().astype(np.float64)
+    for cam in (0, 1):
+        uv, depth = project(inside, item["K"][cam].double().numpy(), item["world_to_cam"][cam].double().numpy())
+        cols, rows = np.round(uv).astype(int).T
+        mask = item["depth"][cam].numpy() > 0
+        # Inside points fall on object pixels (within a pixel at the silhouette) and lie behind the
+        # visible surface.
+        on_object = np.array([mask[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].any() for r, c in zip(rows, cols)])
+        assert on_object.all()
+        surface = item["depth"][cam].numpy()[rows, cols]
+        visible = surface > 0
+        assert (depth[visible] >= surface[visible] - 0.02).mean() > 0.97
+    assert obj.category == train.categories[0]
+
+
+def test_the_same_seed_epoch_and_index_give_the_same_item(tiny_dataset, train):
+    again = StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=512, seed=3, load_depth=True)
+    a, b = train[7], again[7]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    again.set_epoch(1)
+    assert not torch.equal(again[7]["points"], a["points"])
+    again.set_epoch(0)
+    assert torch.equal(again[7]["points"], a["points"])
+    other_seed = StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=512, seed=4)
+    assert not torch.equal(other_seed[7]["points"], a["points"])
+
+
+def test_pickles_for_dataloader_workers(train):
+    train[0]  # open the memory maps first: they must not travel with the pickle
+    copy = pickle.loads(pickle.dumps(train))
+    assert len(pickle.dumps(train)) < 20_000
+    for key, value in train[3].items():
+        assert torch.equal(copy[3][key], value), key
+    loader = torch.utils.data.DataLoader(train, batch_size=4, num_workers=0)
+    batch = next(iter(loader))
+    assert batch["left"].shape == (4, 3, 64, 64) and batch["points"].shape == (4, 512, 3)
+
+
+def test_uniform_only_views_and_from_config(tiny_dataset):
+    full = StereoOccupancyDataset(tiny_dataset, "test", points_per_sample=0, views="first", uniform_only=True)
+    assert len(full) == len(full.objects)
+    item = full[0]
+    obj = full.objects[0]
+    assert item["points"].shape == (obj.n_uniform, 3)
+    rotation = item["rotation"].double().numpy()
+    np.testing.assert_allclose(item["points"].double().numpy() @ rotation, obj.points()[: obj.n_uniform], atol=1e-6)
+    np.testing.assert_array_equal(item["occupancies"].numpy().astype(bool), obj.occupancies()[: obj.n_uniform])
+    two = StereoOccupancyDataset.from_config(tiny_dataset, "val", DataConfig(points_per_sample=64), views=2)
+    assert len(two) == 2 * len(two.objects) and two[1]["points"].shape == (64, 3) and int(two[1]["view"]) == 1
+    with pytest.raises(UserError, match="views"):
+        StereoOccupancyDataset(tiny_dataset, "val", views=9)
