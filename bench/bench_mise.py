@@ -75,7 +75,10 @@ def main() -> None:
     fine = args.resolution * 2**args.steps
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, MISE {args.resolution}^3 + {args.steps} "
           f"steps vs dense {fine}^3 ({(fine + 1) ** 3} points)")
-    header = f"{'function':<16}{'MISE q':>10}{'dense q':>10}{'q ratio':>9}{'MISE s':>9}{'dense s':>9}{'t ratio':>9}{'faces':>9}  MISE vs dense mesh"
+    header = (
+        f"{'function':<16}{'MISE q':>10}{'dense q':>10}{'q ratio':>9}{'MISE s':>9}{'dense s':>9}{'t ratio':>9}"
+        f"{'faces':>9}  MISE vs dense mesh"
+    )
     print(header)
     print("-" * len(header))
     for name, query in (("sphere", sphere), ("decoder", decoder), ("decoder+sphere", decoder_sphere)):

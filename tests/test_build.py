@@ -84,7 +84,7 @@ def test_a_build_writes_meta_splits_and_complete_objects(full_build):
     assert meta["config"]["render"]["views_per_object"] == 3
     assert sorted(meta["objects"]) == object_dirs(full_build)
     assert set(meta["objects"].values()) == {"mug", "bowl", "bottle"}
-    listed = [line for s in ("train", "val", "test") for line in (full_build / "splits" / f"{s}.txt").read_text().split()]
+    listed = [i for s in ("train", "val", "test") for i in (full_build / "splits" / f"{s}.txt").read_text().split()]
     assert sorted(listed) == sorted(meta["objects"])
     reader = storage.ObjectReader(full_build / "mug" / "proc-0000")
     assert reader.n_views == 3 and reader.image(2, 1).shape == (32, 32, 3)
@@ -133,8 +133,13 @@ def test_a_corrupt_mesh_is_reported_and_the_rest_is_built(tmp_path):
     trimesh.creation.annulus(r_min=0.2, r_max=0.4, height=0.5).export(shapes / "mug" / "ring.obj")
     (shapes / "mug" / "broken.obj").write_text("v 0 0 zero\nf 1 2 this is not a mesh\n\x00\x01")
     trimesh.creation.icosphere(radius=0.5).export(shapes / "bowl" / "ball.obj")
-    cfg = small_config("dataset.shapes.source=folder", f"dataset.shapes.root={shapes}", "dataset.shapes.categories=[mug,bowl]",
-                       "dataset.shapes.mug=0", "dataset.shapes.bowl=0")  # 0 = every file
+    cfg = small_config(
+        "dataset.shapes.source=folder",
+        f"dataset.shapes.root={shapes}",
+        "dataset.shapes.categories=[mug,bowl]",
+        "dataset.shapes.mug=0",  # 0 = every file
+        "dataset.shapes.bowl=0",
+    )
     summary = build_dataset(cfg, tmp_path / "out")
     assert summary.built == 3
     assert [object_id for object_id, _ in summary.failed] == ["mug/broken"]

@@ -126,3 +126,19 @@ def test_uniform_only_views_and_from_config(tiny_dataset):
     assert len(two) == 2 * len(two.objects) and two[1]["points"].shape == (64, 3) and int(two[1]["view"]) == 1
     with pytest.raises(UserError, match="views"):
         StereoOccupancyDataset(tiny_dataset, "val", views=9)
+
+
+def test_preview_draws_a_grid_and_names_bad_input(tiny_dataset, tmp_path):
+    from PIL import Image
+
+    from stereo_occ.data.preview import save_preview
+
+    out = tmp_path / "preview.png"
+    save_preview(tiny_dataset, out, n_objects=3)
+    with Image.open(out) as image:
+        width, height = image.size
+        pixels = np.asarray(image.convert("RGB"))
+    assert height > width  # one row per object, two columns
+    assert ((pixels[..., 0] > 200) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).sum() > 50  # red dots
+    with pytest.raises(UserError, match="meta.json"):
+        save_preview(tmp_path, tmp_path / "x.png")

@@ -57,7 +57,8 @@ def test_oracle_scores_perfectly_in_the_rig_frame(tiny_dataset):
     assert not np.allclose(rotation, np.eye(3), atol=0.1)
     gt = data.objects[0].mesh()
     result, mesh = evaluate_item(
-        OracleModel(gt, rotation), item, gt, EvalConfig(), box, object_id=data.object_ids[0], category=data.categories[0]
+        OracleModel(gt, rotation), item, gt, EvalConfig(), box,
+        object_id=data.object_ids[0], category=data.categories[0],
     )
     assert result.iou > 0.999
     assert result.mesh_iou > 0.9

@@ -154,7 +154,10 @@ def test_calibration_differences_are_named(tmp_path):
     "change, message",
     [
         ({"left": {"K": [[1, 0], [0, 1]]}}, "left.world_to_cam|left.K"),
-        ({"right": {"K": [[30, 0, 16], [0, 30, 16], [0, 0, 1]], "world_to_cam": np.diag([1, 1, -1, 1]).tolist()}}, "reflection"),
+        (
+            {"right": {"K": [[30, 0, 16], [0, 30, 16], [0, 0, 1]], "world_to_cam": np.diag([1, 1, -1, 1]).tolist()}},
+            "reflection",
+        ),
         ({"image_size": [32]}, "image_size"),
         ({"extra": 1}, "unknown key"),
     ],
@@ -171,7 +174,9 @@ def test_reconstruct_files_writes_meshes_and_warns_about_calibration(checkpoint,
     rig = StereoRig.from_config(load_config(None, SMALL + ["dataset.rig.fov_deg=75"]).dataset.rig)
     calibration = write_calibration(tmp_path / "cal.yaml", rig)
     with pytest.warns(InputWarning, match="differs from the rig the model was trained on"):
-        out = reconstruct_files(checkpoint, tmp_path / "left.png", tmp_path / "right.png", tmp_path / "m.glb", calibration)
+        out = reconstruct_files(
+            checkpoint, tmp_path / "left.png", tmp_path / "right.png", tmp_path / "m.glb", calibration
+        )
     assert len(trimesh.load(out, force="mesh").faces) > 0
     with pytest.raises(UserError, match="m.stl: unsupported mesh format"):
         reconstruct_files(checkpoint, tmp_path / "left.png", tmp_path / "right.png", tmp_path / "m.stl")

@@ -84,7 +84,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_dataset, tmp_path,
     with open(killed / "metrics.csv", "a") as f:  # a row logged after the last checkpoint, then the kill
         f.write("4,1.0,train,0.5,\n")
     # The continuation loads with a worker process: item randomness must not depend on who loads it.
-    resumed = train(small_config(*common, "train.iterations=7", "data.num_workers=1"), tiny_dataset, killed, resume=True)
+    resumed_cfg = small_config(*common, "train.iterations=7", "data.num_workers=1")
+    resumed = train(resumed_cfg, tiny_dataset, killed, resume=True)
     assert resumed.iterations == full.iterations == 7
     a = load_checkpoint(tmp_path / "full" / "model_last.pt")
     b = load_checkpoint(killed / "model_last.pt")
@@ -161,19 +162,24 @@ def test_evaluate_points_computes_volumetric_iou():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mono", "stereo"])
 def test_each_model_overfits_a_few_objects(tiny_dataset, tmp_path, name):
+    """The pipeline can learn: two objects seen from one view each are fitted to IoU > 0.8.
+
+    About 1-1.5 minutes per model on 2 CPU cores (measured IoU ~0.9 for both).
+    """
     cfg = load_config(
         None,
         [
             f"model.name={name}",
             "dataset.rig.image_size=64",
             "model.code_dim=128",
-            "model.hidden_dim=64",
-            "model.n_blocks=2",
-            "data.points_per_sample=512",
+            "model.hidden_dim=128",
+            "model.n_blocks=3",
+            "model.feature_dim=16",
+            "data.points_per_sample=1536",
             "data.num_workers=0",
-            "train.train_objects=3",
+            "train.train_objects=2",
             "train.train_views=1",
-            "train.batch_size=3",
+            "train.batch_size=2",
             "train.lr=1e-3",
             "train.iterations=300",
             "train.val_every=1000",
@@ -188,6 +194,6 @@ def test_each_model_overfits_a_few_objects(tiny_dataset, tmp_path, name):
     from stereo_occ.data.dataset import StereoOccupancyDataset
 
     seen = StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=4000, views=1, uniform_only=True)
-    seen = torch.utils.data.Subset(seen, range(3))
+    seen = torch.utils.data.Subset(seen, range(2))
     _, iou = evaluate_points(model, seen, threshold=cfg.eval.threshold)
-    assert iou > 0.8, f"{name} reached training IoU {iou:.3f} on 3 objects"
+    assert iou > 0.8, f"{name} reached training IoU {iou:.3f} on the 2 objects it trained on"

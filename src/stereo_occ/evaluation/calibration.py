@@ -137,7 +137,8 @@ def differences_from_rig(calibration: Calibration, rig: StereoRig) -> list[str]:
             if abs(K[i, i] - K0[i, i]) > FOCAL_TOLERANCE * K0[i, i]:
                 found.append(f"{camera} {name} {K[i, i]:.1f} px vs {K0[i, i]:.1f} px")
         if np.abs(K[:2, 2] - K0[:2, 2]).max() > CENTER_TOLERANCE * rig.image_size:
-            found.append(f"{camera} principal point {np.round(K[:2, 2], 1).tolist()} vs {np.round(K0[:2, 2], 1).tolist()}")
+            ours, theirs = np.round(K[:2, 2], 1).tolist(), np.round(K0[:2, 2], 1).tolist()
+            found.append(f"{camera} principal point {ours} vs {theirs}")
         angle = rotation_angle_deg(cal.world_to_cam[c, :3, :3], rig_cal.world_to_cam[c, :3, :3])
         if angle > ANGLE_TOLERANCE_DEG:
             found.append(f"{camera} orientation differs by {angle:.1f} degrees")

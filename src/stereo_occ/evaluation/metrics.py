@@ -11,8 +11,9 @@ What is computed (docs/evaluation.md has the full protocol and the differences f
   we keep the name and the computation so the numbers are comparable.
 * **Normal consistency**: mean ``|n_a . n_b|`` of the face normals of nearest-neighbour pairs, both
   directions averaged (the absolute value makes it independent of face orientation).
-* **F-score** at ``tau``: precision = share of predicted points within ``tau`` of the ground truth,
-  recall = share of ground-truth points within ``tau`` of the prediction, F = 2PR / (P + R).
+* **F-score** at ``tau``: precision = share of predicted points at most ``tau`` from the ground
+  truth, recall = share of ground-truth points at most ``tau`` from the prediction,
+  F = 2PR / (P + R) (as in Convolutional Occupancy Networks, which added it to the protocol).
 
 An empty predicted mesh gets the conventional worst values (:data:`EMPTY_MESH_METRICS`).
 """
@@ -113,8 +114,14 @@ class SurfaceMetrics:
 def _nearest(
     source: np.ndarray, source_normals: np.ndarray, target: np.ndarray, target_normals: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each source point: distance to the nearest target point and ``|dot|`` of their normals."""
-    dist, idx = cKDTree(target).query(source, k=1, workers=-1)
+    """For each source point: distance to the nearest target point and ``|dot|`` of their normals.
+
+    The tree is built with sliding-midpoint splits and uncompacted nodes: for a prediction far from
+    the ground truth (an untrained model filling the box), that searched 3x faster (3.2 s vs 10 s
+    for 100k points) than scipy's default, and equally fast for a close one. The answer is exact.
+    """
+    tree = cKDTree(target, balanced_tree=False, compact_nodes=False)
+    dist, idx = tree.query(source, k=1, workers=-1)
     dots = np.abs(np.einsum("ij,ij->i", source_normals, target_normals[idx]))
     return dist, dots
 
@@ -132,8 +139,8 @@ def pointcloud_metrics(
     acc_dist, acc_dots = _nearest(pred_points, pred_normals, gt_points, gt_normals)
     comp_dist, comp_dots = _nearest(gt_points, gt_normals, pred_points, pred_normals)
     accuracy, completeness = float(acc_dist.mean()), float(comp_dist.mean())
-    precision = float(np.mean(acc_dist < tau))
-    recall = float(np.mean(comp_dist < tau))
+    precision = float(np.mean(acc_dist <= tau))
+    recall = float(np.mean(comp_dist <= tau))
     fscore = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     return SurfaceMetrics(
         chamfer_l1=0.5 * (accuracy + completeness),

@@ -122,7 +122,9 @@ class Reconstructor:
 
     def prepare(self, left: ImageInput, right: ImageInput) -> tuple[np.ndarray, np.ndarray]:
         """The pair as uint8 (S, S, 3) arrays at the training resolution S (see the module doc)."""
-        images = [to_rgb(open_image(img, name), name, self.background) for img, name in ((left, "left"), (right, "right"))]
+        images = [
+            to_rgb(open_image(img, name), name, self.background) for img, name in ((left, "left"), (right, "right"))
+        ]
         if images[0].size != images[1].size:
             (wl, hl), (wr, hr) = images[0].size, images[1].size
             raise UserError(f"left and right images differ in size: {wl}x{hl} vs {wr}x{hr}")

@@ -195,7 +195,8 @@ def load_pretrained(model: torch.nn.Module, path: str | Path) -> None:
     except UserError as exc:
         raise UserError(f"model.pretrained: {path}: {exc}") from None
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise UserError(f"model.pretrained: {path} is not a ResNet-18 state dict ({str(exc).splitlines()[0][:120]})") from None
+        reason = str(exc).splitlines()[0][:120]
+        raise UserError(f"model.pretrained: {path} is not a ResNet-18 state dict ({reason})") from None
 
 
 class MetricsLog:
@@ -353,7 +354,9 @@ class _Run:
         state = None
         if last.exists():
             if not resume:
-                raise UserError(f"{self.out} already holds a run ({LAST}); pass --resume to continue it or choose another --out")
+                raise UserError(
+                    f"{self.out} already holds a run ({LAST}); pass --resume to continue it or choose another --out"
+                )
             state = load_checkpoint(last)
             self._check_resumable(state)
             if int(state["iteration"]) >= self.tc.iterations:
@@ -476,4 +479,7 @@ class _Run:
         if self.best_val_iou is None or iou > self.best_val_iou:
             self.best_val_iou, self.best_iteration = iou, it
             save_checkpoint(self.out / BEST, self._state(with_optimizer=False))
-        bar.write(f"iteration {it}: val loss {loss:.4f}, IoU {iou:.4f} (best {self.best_val_iou:.4f} at {self.best_iteration})")
+        bar.write(
+            f"iteration {it}: val loss {loss:.4f}, IoU {iou:.4f} "
+            f"(best {self.best_val_iou:.4f} at {self.best_iteration})"
+        )
