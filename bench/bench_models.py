@@ -3,7 +3,7 @@
 Prints, measured in this one run:
   * parameters (encoder / decoder / total) and forward FLOPs per sample (one 128x128 pair + 2048
     points), counted by torch.utils.flop_counter (convolutions and matrix products; the
-    correlation's elementwise products are not counted and are < 0.2% of the work);
+    correlation's elementwise products are not counted: about 0.01% of the work);
   * the machine's fp32 matmul peak (a large torch.matmul), and for each model the training samples per
     second (forward + backward + Adam, batch 16, 2048 points, 128x128) and the share of that peak a
     training step reaches;
@@ -12,6 +12,7 @@ Prints, measured in this one run:
 The CPU is shared with other work: numbers are indicative, ratios within one run are what to read.
 
     python bench/bench_models.py [--batch 16] [--points 2048] [--size 128] [--steps 2] [--profile]
+                                 [--channels-last] [--fused-adam]
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,17 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one loses its directory
+        raise UserError(f"{path}: not a readable checkpoint (truncated, or not a file written by torch.save)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated zips, garbage and unsafe pickles fail differently
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights only load failed" in reason.lower():
-            reason = "it holds objects other than tensors and plain data, refused for safety"
-        raise UserError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
+    except Exception as exc:  # noqa: BLE001 - damaged archives and unsafe pickles fail in many ways
+        text = str(exc)
+        if "unsupported global" in text.lower():
+            reason = "it holds objects other than tensors and plain data; refused, loading them could run code"
+        else:
+            reason = f"damaged: {type(exc).__name__}"
+        raise UserError(f"{path}: not a readable checkpoint ({reason})") from None
     if not isinstance(state, dict) or "format_version" not in state or "model_name" not in state:
         raise UserError(f"{path}: not a stereo-occ checkpoint (no format_version/model_name)")
     if state["format_version"] != FORMAT_VERSION:

@@ -96,15 +96,6 @@ def mean_over_ranks(ctx: DistContext, value: float) -> float:
     return float(t.item()) / ctx.world_size
 
 
-def broadcast_flag(ctx: DistContext, flag: bool) -> bool:
-    """Rank 0's boolean, on every rank (e.g. "stop now")."""
-    if not ctx.distributed:
-        return flag
-    t = torch.tensor([int(flag)], dtype=torch.int32, device=ctx.device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())
-
-
 def local_batch_size(global_batch: int, world_size: int) -> int:
     """Each rank's share of ``train.batch_size``, which is the global batch over all ranks."""
     if global_batch % world_size:

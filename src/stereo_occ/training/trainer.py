@@ -323,6 +323,9 @@ class _Run:
 
     def _check_resumable(self, state: dict) -> None:
         path = self.out / LAST
+        missing = [k for k in ("model", "optimizer", "iteration", "rng") if k not in state]
+        if missing:
+            raise UserError(f"{path}: cannot resume, the checkpoint lacks {', '.join(missing)}")
         ours, theirs = dict(to_dict(self.cfg.model)), dict(state["config"].get("model", {}))
         ours.pop("pretrained", None)
         theirs.pop("pretrained", None)
