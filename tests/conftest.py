@@ -10,7 +10,13 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+import torch  # noqa: E402
+
 from stereo_occ.config import Config, load_config  # noqa: E402
+
+# One thread: results (and the bit-exact resume test) do not depend on the machine's core count,
+# and the many small ops of these tests run no faster with more threads.
+torch.set_num_threads(1)
 
 REAL_MESHES = Path(__file__).resolve().parents[2] / "shared" / "real-meshes"
 

@@ -35,13 +35,6 @@ FAST = [
 METRICS = ("iou", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_bad_model_lists_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="unknown model"):

@@ -12,7 +12,6 @@ from stereo_occ.models.cost_volume import correlation_volume, groupwise_correlat
 from stereo_occ.models.resnet import ResNet18
 from stereo_occ.models.stereo import feature_shifts, max_disparity_pixels
 
-torch.set_num_threads(1)
 
 
 def small_cfg(name: str) -> ModelConfig:

@@ -42,13 +42,6 @@ def read_metrics(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_a_short_run_writes_its_outputs_and_the_loss_goes_down(tiny_dataset, tmp_path):
     out = tmp_path / "run"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import UserError
@@ -164,8 +165,14 @@ def run(args: argparse.Namespace) -> None:
         run_experiment(cfg, args.out, workers=args.workers)
 
 
+def _plain_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """Warnings meant for users (resized images, skipped folders) print as one plain line."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _plain_warning
     try:
         run(args)
     except UserError as exc:

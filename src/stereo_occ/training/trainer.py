@@ -276,7 +276,8 @@ class _Run:
         if resume_state is None and self.cfg.model.pretrained:
             load_pretrained(self.model, self.cfg.model.pretrained)
         self.model.to(self.ctx.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tc.lr)
+        # fused: one kernel for all parameters, 1.1-9x faster steps on this CPU (docs/models.md)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tc.lr, fused=True)
         self.iteration, self.train_seconds = 0, 0.0
         self.best_val_iou: float | None = None
         self.best_iteration: int | None = None
