@@ -19,6 +19,7 @@ from .rig import project
 from .storage import ObjectReader, is_complete
 
 _DOTS = 300  # inside points drawn per image
+_OBJECTS_PER_ROW = 3
 
 
 def _pick_objects(root: Path, split: str, n_objects: int) -> list[str]:
@@ -32,7 +33,7 @@ def _pick_objects(root: Path, split: str, n_objects: int) -> list[str]:
 
 
 def save_preview(dataset: Path, out: Path, n_objects: int = 6, split: str = "train") -> None:
-    """Write a PNG grid: one row per object, its first view's left and right image with inside points."""
+    """Write a PNG grid: per object, its first view's left and right image with the inside points on them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,8 +47,12 @@ def save_preview(dataset: Path, out: Path, n_objects: int = 6, split: str = "tra
     if not ids:
         raise UserError(f"{root}: no built objects in split {split!r}")
     rng = np.random.default_rng(0)
-    fig, axes = plt.subplots(len(ids), 2, figsize=(5.0, 2.6 * len(ids)), squeeze=False)
-    for row, object_id in enumerate(ids):
+    per_row = min(_OBJECTS_PER_ROW, len(ids))
+    rows = -(-len(ids) // per_row)
+    fig, axes = plt.subplots(rows, 2 * per_row, figsize=(3.2 * per_row, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i, object_id in enumerate(ids):
         obj = ObjectReader(root / object_id)
         rotation, K, world_to_cam = obj.cameras(0)
         n_uniform = obj.n_uniform
@@ -57,12 +62,12 @@ def save_preview(dataset: Path, out: Path, n_objects: int = 6, split: str = "tra
             inside = inside[rng.choice(len(inside), _DOTS, replace=False)]
         points_rig = inside @ rotation.astype(np.float64).T
         for cam, name in ((0, "left"), (1, "right")):
-            ax = axes[row, cam]
+            ax = axes[i // per_row, 2 * (i % per_row) + cam]
             ax.imshow(obj.image(0, cam))
             uv, _ = project(points_rig, K[cam].astype(np.float64), world_to_cam[cam].astype(np.float64))
             ax.scatter(uv[:, 0], uv[:, 1], s=1.5, c="red", alpha=0.6, linewidths=0)
-            ax.set_title(f"{obj.category}  {object_id}  ({name})", fontsize=7)
-            ax.set_axis_off()
+            label = (object_id if len(object_id) <= 32 else object_id[:29] + "...") if cam == 0 else ""
+            ax.set_title(f"{label}\n{name}", fontsize=6.5)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
