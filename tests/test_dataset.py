@@ -138,7 +138,7 @@ def test_preview_draws_a_grid_and_names_bad_input(tiny_dataset, tmp_path):
     with Image.open(out) as image:
         width, height = image.size
         pixels = np.asarray(image.convert("RGB"))
-    assert height > width  # one row per object, two columns
+    assert width > 2 * height  # three objects side by side in one row, left and right image each
     assert ((pixels[..., 0] > 200) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).sum() > 50  # red dots
     with pytest.raises(UserError, match="meta.json"):
         save_preview(tmp_path, tmp_path / "x.png")
