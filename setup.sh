@@ -9,7 +9,8 @@ PY=${PYTHON:-python3}
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing Debian chromium + chromium-driver (report browser test)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+      || echo "setup: could not install chromium; the browser test of the report will be skipped"
   else
     echo "setup: chromium/chromedriver not found; the browser test of the report will be skipped"
   fi
