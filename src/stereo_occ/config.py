@@ -187,6 +187,8 @@ class Config:
 def _merge(base: DictConfig, other: Any, what: str) -> DictConfig:
     try:
         return OmegaConf.merge(base, other)
+    except TypeError:  # e.g. a YAML file whose top level is a list
+        raise UserError(f"{what}: expected a mapping of config sections (dataset:, train:, ...)") from None
     except OmegaConfBaseException as exc:  # unknown key, wrong type, ...
         key = getattr(exc, "full_key", None) or ""
         msg = str(exc).splitlines()[0]

@@ -34,7 +34,6 @@ import numpy as np
 from .config import CATEGORIES, Config, to_dict
 from .errors import UserError
 
-SUMMARY_METRICS = ("iou", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
 FIGURE_SIZE = 192  # pixels per figure cell: the object is zoomed to fill it
 STAGES = 6
 
@@ -121,6 +120,7 @@ def evaluation_current(folder: Path, checkpoint: Path, cfg: Config) -> bool:
         metrics is not None
         and metrics.get("split") == "test"
         and metrics.get("eval") == dataclasses.asdict(cfg.eval)
+        and checkpoint.is_file()
         and metrics_path.stat().st_mtime_ns >= checkpoint.stat().st_mtime_ns
     )
 
@@ -142,10 +142,10 @@ def evaluate_stage(cfg: Config, dataset: Path, runs: Path, evals: Path) -> dict[
 
 
 def _figure_objects(metrics: dict, per_category: int) -> list[dict]:
-    """The first ``per_category`` evaluated test items of each category (split order)."""
+    """The first ``per_category`` evaluated test objects of each category (split order), first view only."""
     chosen = []
     for category in CATEGORIES:
-        items = [o for o in metrics["per_object"] if o["category"] == category]
+        items = [o for o in metrics["per_object"] if o["category"] == category and int(o["view"]) == 0]
         chosen += items[:per_category]
     return chosen
 
@@ -285,6 +285,8 @@ def dataset_summary(dataset: Path) -> dict:
 
 def model_results(name: str, run: Path, metrics: dict) -> dict:
     summary = _read_json(run / "summary.json") or {}
+    from .evaluation.evaluate import SUMMARY_METRICS
+
     entry: dict[str, Any] = {key: metrics[key] for key in SUMMARY_METRICS}
     entry.update(
         {

@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from ..errors import UserError
 from . import storage
 from .occupancy import sample_points
 from .render import LIGHTING_FIELDS, StereoRenderer
-from .rig import random_rotations
+from .rig import StereoRig, random_rotations
 from .splits import SPLITS, assign_splits
 
 FORMAT_VERSION = 1
@@ -63,7 +64,7 @@ def _list_sources(cfg: DatasetConfig) -> list:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique across shard jobs on several hosts
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -175,6 +176,7 @@ def build_dataset(
         raise UserError(f"shard K/N needs 0 <= K < N (got {shard[0]}/{shard[1]})")
     if out.exists() and not out.is_dir():
         raise UserError(f"dataset output {out} exists and is not a folder")
+    StereoRig.from_config(dcfg.rig)  # a rig that cannot see the object is an error before anything is written
     sources = sorted(_list_sources(dcfg), key=lambda s: s.object_id)
     if not sources:
         raise UserError("no shapes to build: check dataset.shapes (counts, categories, root)")

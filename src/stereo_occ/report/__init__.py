@@ -7,7 +7,6 @@ from .figures import (
     TrainingLog,
     figure_png,
     read_training_log,
-    render_mesh,
     training_curves_png,
 )
 from .html import STUDY_ITERATIONS, STUDY_IOU, ReportInputs, render_report, write_report
@@ -22,7 +21,6 @@ __all__ = [
     "TrainingLog",
     "figure_png",
     "read_training_log",
-    "render_mesh",
     "render_report",
     "training_curves_png",
     "write_report",

@@ -100,15 +100,6 @@ def _tilt(pitch: float, yaw: float) -> np.ndarray:
     return ry @ rx
 
 
-def render_mesh(
-    mesh: trimesh.Trimesh, K: np.ndarray, world_to_cam: np.ndarray, image_size: int | tuple[int, int]
-) -> np.ndarray:
-    """One-off render (uint8 (H, W, 3)); for many renders keep a :class:`MeshRenderer` instead."""
-    w, h = (image_size, image_size) if isinstance(image_size, int) else image_size
-    with MeshRenderer(w, h) as renderer:
-        return renderer.render(mesh, K, world_to_cam)
-
-
 @dataclass(frozen=True)
 class Crop:
     """A square window of an image, in pixel-edge coordinates (``x0, y0`` = top-left corner).

@@ -369,6 +369,11 @@ class _Run:
                 self.iteration = int(state["iteration"])
                 self.train_seconds = float(state.get("train_seconds", 0.0))
                 self.best_val_iou, self.best_iteration = state.get("best_val_iou"), state.get("best_iteration")
+                if main and not (self.out / "summary.json").is_file():
+                    # Killed after the final checkpoint but before the run's last writes: finish them.
+                    if not (self.out / BEST).is_file():
+                        save_checkpoint(self.out / BEST, {k: v for k, v in state.items() if k != "optimizer"})
+                    self._write_summary(self.train_seconds)
                 return self._result()
         elif resume and main:
             print(f"{self.out}: no {LAST} to resume from; starting a new run")
@@ -409,20 +414,23 @@ class _Run:
         if main:
             if val_set is None:  # nothing to choose by: the final weights are the best we have
                 save_checkpoint(self.out / BEST, self._state(with_optimizer=False))
-            _write_json(
-                self.out / "summary.json",
-                {
-                    "model": self.cfg.model.name,
-                    "iterations": self.iteration,
-                    "train_seconds": round(self.train_seconds_now(), 3),
-                    "best_val_iou": self.best_val_iou,
-                    "best_iteration": self.best_iteration,
-                    "world_size": self.ctx.world_size,
-                    "device": str(self.ctx.device),
-                },
-            )
+            self._write_summary(self.train_seconds_now())
         barrier(self.ctx)
         return self._result()
+
+    def _write_summary(self, train_seconds: float) -> None:
+        _write_json(
+            self.out / "summary.json",
+            {
+                "model": self.cfg.model.name,
+                "iterations": self.iteration,
+                "train_seconds": round(train_seconds, 3),
+                "best_val_iou": self.best_val_iou,
+                "best_iteration": self.best_iteration,
+                "world_size": self.ctx.world_size,
+                "device": str(self.ctx.device),
+            },
+        )
 
     def _loop(self, loader: DataLoader, val_set: Dataset | None, metrics, writer, bar) -> None:
         device, main, tc = self.ctx.device, self.ctx.is_main, self.tc
