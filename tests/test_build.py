@@ -146,3 +146,10 @@ def test_a_corrupt_mesh_is_reported_and_the_rest_is_built(tmp_path):
     message = summary.failed[0][1]
     assert "broken.obj" in message and "\n" not in message
     assert object_dirs(tmp_path / "out") == ["bowl/ball", "mug/cup", "mug/ring"]
+
+
+def test_a_rig_that_cannot_see_the_object_fails_before_writing_anything(tmp_path):
+    out = tmp_path / "d"
+    with pytest.raises(UserError, match="field of view"):
+        build_dataset(tiny_config("dataset.rig.fov_deg=10"), out)
+    assert not out.exists()  # nothing to lock the folder to the bad config

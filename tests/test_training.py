@@ -87,8 +87,10 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_dataset, tmp_path,
     assert _train_rows(tmp_path / "full" / "metrics.csv") == _train_rows(killed / "metrics.csv")
 
     capsys.readouterr()
+    (killed / "summary.json").unlink()  # killed after the final checkpoint, before the run's last writes
     again = train(small_config(*common, "train.iterations=7"), tiny_dataset, killed, resume=True)
     assert "already finished" in capsys.readouterr().out and again.iterations == 7
+    assert json.loads((killed / "summary.json").read_text())["iterations"] == 7  # finished on resume
     with pytest.raises(UserError, match="--resume"):
         train(small_config(*common, "train.iterations=7"), tiny_dataset, killed)
     with pytest.raises(UserError, match="model config differs in model.name"):

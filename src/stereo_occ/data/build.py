@@ -35,7 +35,6 @@ from .render import LIGHTING_FIELDS, StereoRenderer
 from .rig import StereoRig, random_rotations
 from .splits import SPLITS, assign_splits
 
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -85,7 +84,7 @@ def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> None:
             )
     splits = assign_splits(objects, cfg.splits)
     meta = {
-        "format_version": FORMAT_VERSION,
+        "format_version": storage.FORMAT_VERSION,
         "config": config,
         "categories": sorted(set(objects.values()), key=list(cfg.shapes.categories).index),
         "objects": objects,

@@ -23,10 +23,9 @@ from torch.utils.data import Dataset
 
 from ..config import CATEGORIES, DataConfig, DatasetConfig, from_dict
 from ..errors import UserError
-from .storage import ObjectReader, is_complete
+from .storage import FORMAT_VERSION, ObjectReader, is_complete
 from .splits import SPLITS
 
-FORMAT_VERSION = 1
 
 ViewsArg = Union[str, int]
 

@@ -37,6 +37,9 @@ from PIL import Image
 
 from ..errors import UserError
 
+FORMAT_VERSION = 1
+"""Version of the dataset layout (meta.json and the object folders); bump on incompatible changes."""
+
 DEPTH_SCALE = 10_000.0
 """Depth PNG units per object unit (0.1 mm for a 10 cm object); 16 bits cover 6.5 object units."""
 

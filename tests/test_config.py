@@ -1,0 +1,52 @@
+"""Typed configs: files, overrides and the errors users see."""
+
+from __future__ import annotations
+
+import pytest
+
+from stereo_occ.config import Config, DatasetConfig, from_dict, load_config, to_dict
+from stereo_occ.errors import UserError
+
+
+def test_file_then_overrides_and_typed_sections(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  iterations: 7\ndataset:\n  rig:\n    image_size: 96\n")
+    cfg = load_config(path, ["train.lr=0.01", "dataset.shapes.mug=3"])
+    assert isinstance(cfg, Config)
+    assert (cfg.train.iterations, cfg.train.lr) == (7, 0.01)
+    assert cfg.dataset.rig.image_size == 96 and cfg.dataset.shapes.count("mug") == 3
+    assert load_config().train.iterations == 40_000  # the study's default
+
+
+def test_round_trip_through_plain_data():
+    cfg = load_config(None, ["model.name=mono"])
+    assert from_dict(to_dict(cfg)) == cfg
+    assert from_dict(to_dict(cfg.dataset), DatasetConfig) == cfg.dataset
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.lrr=1"], "train.lrr"),
+        (["train.iterations=many"], "train.iterations"),
+        (["iterations"], "key=value"),
+        (["dataset.shapes.categories=[mug,cup]"], "unknown category 'cup'"),
+        (["dataset.splits.train=0.9"], "add up to 1"),
+    ],
+)
+def test_bad_overrides_name_the_key(overrides, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[")):
+        load_config(None, overrides)
+
+
+def test_bad_files_are_one_line_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(UserError, match="mapping"):
+        load_config(listing)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(UserError, match="not a valid YAML"):
+        load_config(broken)
