@@ -33,6 +33,7 @@ import numpy as np
 
 from .config import CATEGORIES, Config, to_dict
 from .errors import UserError
+from .files import write_atomic
 
 FIGURE_SIZE = 192  # pixels per figure cell: the object is zoomed to fill it
 STAGES = 6
@@ -44,9 +45,7 @@ def _stage(number: int, text: str) -> None:
 
 def _write_json_atomic(path: Path, data: Any) -> None:
     """JSON that never exists half-written; NaN becomes null so strict JSON readers accept it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_finite(data), indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(_finite(data), indent=1, allow_nan=False))
 
 
 def _finite(value: Any) -> Any:
@@ -221,10 +220,7 @@ def figure_stage(cfg: Config, dataset: Path, evals: Path, figure_dir: Path, metr
             rows.append(FigureRow(object_id=object_id, category=item["category"], view=view, images=images, meshes=meshes))
     figure = ReconstructionFigure(columns=columns, rows=rows)
     if rows:
-        png = figure_dir / "figure.png"
-        tmp = png.with_name(".figure.png.tmp")
-        tmp.write_bytes(figure_png(figure))
-        os.replace(tmp, png)
+        write_atomic(figure_dir / "figure.png", figure_png(figure))
     figure.save(description)
     _write_json_atomic(stamp_path, fingerprint)
     return figure

@@ -20,7 +20,6 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 from ..config import DatasetConfig, Config, to_dict
 from ..errors import UserError
+from ..files import write_atomic
 from . import storage
 from .occupancy import sample_points
 from .render import LIGHTING_FIELDS, StereoRenderer
@@ -62,12 +62,6 @@ def _list_sources(cfg: DatasetConfig) -> list:
     return list_shapes(cfg.shapes)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique across shard jobs on several hosts
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> None:
     """Write meta.json and the split files, or refuse if ``out`` holds a dataset of another config."""
     config = to_dict(cfg)
@@ -94,8 +88,8 @@ def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> None:
     }
     (out / "splits").mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
-        _write_atomic(out / "splits" / f"{split}.txt", "".join(f"{i}\n" for i in splits[split]))
-    _write_atomic(meta_path, json.dumps(meta, indent=1))
+        write_atomic(out / "splits" / f"{split}.txt", "".join(f"{i}\n" for i in splits[split]))
+    write_atomic(meta_path, json.dumps(meta, indent=1))
 
 
 def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer) -> None:

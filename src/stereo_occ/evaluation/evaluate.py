@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ..config import CATEGORIES, EvalConfig
 from ..errors import UserError
+from ..files import write_atomic
 from .metrics import iou, mesh_contains, probability_iou, summarize, surface_metrics
 from .mise import extract_mesh, save_mesh
 
@@ -168,12 +168,6 @@ def mesh_path(meshes: Path, object_id: str, view: int, views_per_object: int) ->
     return meshes / f"{name}.ply"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def results_csv(per_object: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(ObjectResult.__dataclass_fields__))
@@ -266,6 +260,6 @@ def evaluate_checkpoint(
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "metrics.json", json.dumps(results, indent=1))
-        _write_atomic(out / "metrics.csv", results_csv(per_object))
+        write_atomic(out / "metrics.json", json.dumps(results, indent=1))
+        write_atomic(out / "metrics.csv", results_csv(per_object))
     return results

@@ -17,7 +17,6 @@ box boundary: the mesh is always watertight.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +26,7 @@ from scipy import ndimage
 from skimage import measure
 
 from ..errors import UserError
+from ..files import write_atomic
 
 QueryFn = Callable[[np.ndarray], np.ndarray]
 """Maps (N, 3) float32 points to (N,) occupancy probabilities."""
@@ -203,13 +203,4 @@ def save_mesh(mesh: trimesh.Trimesh, path: str | Path) -> Path:
     if suffix not in MESH_SUFFIXES:
         raise UserError(f"{path}: unsupported mesh format {suffix or '(none)'!r}; use .ply, .obj or .glb")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial{os.getpid()}")
-    try:
-        data = mesh.export(file_type=suffix[1:])
-        with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_atomic(path, mesh.export(file_type=suffix[1:]))

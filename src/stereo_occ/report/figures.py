@@ -32,6 +32,7 @@ from PIL import Image  # noqa: E402
 
 from ..data.rig import OPENCV_TO_OPENGL  # noqa: E402
 from ..errors import UserError  # noqa: E402
+from ..files import write_atomic  # noqa: E402
 
 GREY = (0.6, 0.6, 0.63)
 """The one material colour of every rendered mesh: neutral, so shading alone shows the shape."""
@@ -304,9 +305,7 @@ class ReconstructionFigure:
                 for r in self.rows
             ],
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data, indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> "ReconstructionFigure":

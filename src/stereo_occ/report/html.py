@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from ..config import CATEGORIES
 from ..errors import UserError
+from ..files import write_atomic
 from .figures import ReconstructionFigure, read_training_log, training_curves_png
 
 STUDY_IOU: dict[str, float] = {"mono": 0.1896, "stereo": 0.1153}
@@ -379,8 +380,4 @@ def write_report(path: str | Path, inputs: ReportInputs) -> Path:
     """Write the report to ``path`` atomically (a reader never sees half a file); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_report(inputs, path.parent)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, render_report(inputs, path.parent))

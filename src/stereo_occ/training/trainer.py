@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from ..config import Config, DatasetConfig, from_dict, to_dict
 from ..errors import UserError
+from ..files import write_atomic
 from .checkpoint import (
     FORMAT_VERSION,
     capture_rng_state,
@@ -240,9 +241,7 @@ def _config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 class _Run:
