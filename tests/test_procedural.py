@@ -10,6 +10,7 @@ import pytest
 import trimesh
 
 from stereo_occ.errors import UserError
+from stereo_occ.shapes.mesh_ops import from_manifold
 from stereo_occ.shapes.procedural import (
     BOTTLE_STYLES,
     BOWL_STYLES,
@@ -17,7 +18,6 @@ from stereo_occ.shapes.procedural import (
     MUG_HANDLES,
     design,
     generate,
-    to_trimesh,
 )
 
 N_MUG_VARIANTS = len(MUG_BODIES) * len(MUG_HANDLES)  # indices 0..15 cover every body x handle
@@ -65,7 +65,7 @@ def test_same_arguments_give_identical_meshes_and_others_differ():
 @pytest.mark.parametrize("index", [0, 5, 10, 15])  # four handle styles on four body styles
 def test_mug_handle_has_a_through_hole(index):
     spec = design("mug", index, seed=0)
-    mesh = to_trimesh(spec.build())
+    mesh = from_manifold(spec.build())
     assert mesh.euler_number <= 0  # genus >= 1: the handle closes a loop with the body
     hole = spec.handle.hole_point()
     assert not inside(mesh, hole[None])[0]
@@ -82,7 +82,7 @@ def test_mug_handle_has_a_through_hole(index):
 @pytest.mark.parametrize("index", range(N_BOWL_VARIANTS))
 def test_bowl_is_open_from_above(index):
     spec = design("bowl", index, seed=0)
-    mesh = to_trimesh(spec.build())
+    mesh = from_manifold(spec.build())
     floor = spec.shell.floor
     just_above = np.array([0.0, 0.0, floor + 0.01])
     assert not inside(mesh, just_above[None])[0]
@@ -107,7 +107,7 @@ def test_containment_matches_the_analytic_solid(category, index):
     spec = design(category, index, seed=0)
     if category == "bottle" and index > 0:
         assert spec.squareness > 2.5  # rounded-square (10: also oval): checks the warp too
-    mesh = to_trimesh(spec.build())
+    mesh = from_manifold(spec.build())
     rng = np.random.default_rng(0)
     lo, hi = mesh.bounds
     points = rng.uniform(lo - 0.05, hi + 0.05, size=(3000, 3))
@@ -127,7 +127,7 @@ def test_rounded_square_bottles_have_corners():
     squares = [i for i in range(2, 80, 4) if design("bottle", i, 0).squareness > 2.5]  # sauce bottles
     assert squares
     spec = design("bottle", squares[0], 0)
-    mesh = to_trimesh(spec.build())
+    mesh = from_manifold(spec.build())
     z = spec.body_top / 2
     # Half-width along x vs. along the diagonal, measured with rays from outside towards the axis.
     def reach(direction):

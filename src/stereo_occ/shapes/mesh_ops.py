@@ -234,7 +234,7 @@ def _union_of_bodies(bodies: list[trimesh.Trimesh]) -> trimesh.Trimesh | None:
     merged = manifold3d.Manifold.batch_boolean([_to_manifold(b) for b in outward], manifold3d.OpType.Add)
     if cavities:
         merged = merged - manifold3d.Manifold.batch_boolean(cavities, manifold3d.OpType.Add)
-    result = _from_manifold(merged)
+    result = from_manifold(merged)
     return result if is_solid(result) else None
 
 
@@ -251,7 +251,7 @@ def _rebuild(mesh: trimesh.Trimesh, resolution: int, simplify_tolerance: float, 
     if simplify_tolerance > 0 and rebuilt.is_watertight and rebuilt.is_winding_consistent:
         solid = _to_manifold(rebuilt)
         if solid.status() == manifold3d.Error.NoError:
-            simplified = _from_manifold(solid.simplify(simplify_tolerance))
+            simplified = from_manifold(solid.simplify(simplify_tolerance))
             if is_solid(simplified):  # else keep the dense but valid surface
                 rebuilt = simplified
     rebuilt.apply_scale(size)
@@ -268,8 +268,10 @@ def _to_manifold(mesh: trimesh.Trimesh) -> manifold3d.Manifold:
     )
 
 
-def _from_manifold(solid: manifold3d.Manifold) -> trimesh.Trimesh:
-    """Manifold's own vertex indexing is kept: merging by position could glue two sheets that touch
+def from_manifold(solid: manifold3d.Manifold) -> trimesh.Trimesh:
+    """A manifold3d solid as a trimesh (used by the procedural generators and the repair).
+
+    Manifold's own vertex indexing is kept: merging by position could glue two sheets that touch
     (a thin shell after simplification) into a non-manifold edge."""
     out = solid.to_mesh()
     mesh = trimesh.Trimesh(np.asarray(out.vert_properties, float)[:, :3], np.asarray(out.tri_verts, np.int64), process=False)

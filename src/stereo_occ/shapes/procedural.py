@@ -28,6 +28,7 @@ from manifold3d import CrossSection, Manifold, OpType
 
 from ..config import CATEGORIES
 from ..errors import UserError
+from .mesh_ops import from_manifold
 
 SEGMENTS = 64
 """Segments around the axis: chord error about 0.1% of the radius, meshes of 5k-30k faces."""
@@ -617,13 +618,6 @@ def design(category: str, index: int, seed: int):
     return _DESIGNERS[category](int(index), rng)
 
 
-def to_trimesh(solid: Manifold) -> trimesh.Trimesh:
-    mesh = solid.to_mesh()
-    vertices = np.asarray(mesh.vert_properties, dtype=np.float64)[:, :3]
-    faces = np.asarray(mesh.tri_verts, dtype=np.int64)
-    return trimesh.Trimesh(vertices, faces, process=False)
-
-
 def generate(category: str, index: int, seed: int) -> trimesh.Trimesh:
     """A watertight, manifold mug, bowl or bottle, identical for identical arguments (+z up)."""
-    return to_trimesh(design(category, index, seed).build())
+    return from_manifold(design(category, index, seed).build())
