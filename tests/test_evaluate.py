@@ -14,7 +14,13 @@ import trimesh
 from stereo_occ.config import CATEGORIES, EvalConfig, to_dict
 from stereo_occ.data.dataset import StereoOccupancyDataset, dataset_config
 from stereo_occ.data.occupancy import box_half_side, inside
-from stereo_occ.evaluation.evaluate import SUMMARY_METRICS, evaluate_checkpoint, evaluate_item, select_objects
+from stereo_occ.evaluation.evaluate import (
+    SUMMARY_METRICS,
+    ObjectTruth,
+    evaluate_checkpoint,
+    evaluate_item,
+    select_objects,
+)
 from stereo_occ.models import build_model
 from stereo_occ.training.checkpoint import save_checkpoint
 
@@ -56,8 +62,9 @@ def test_oracle_scores_perfectly_in_the_rig_frame(tiny_dataset):
     rotation = item["rotation"].numpy().astype(np.float64)
     assert not np.allclose(rotation, np.eye(3), atol=0.1)
     gt = data.objects[0].mesh()
+    truth = ObjectTruth.from_object(data.objects[0], EvalConfig())
     result, mesh = evaluate_item(
-        OracleModel(gt, rotation), item, gt, EvalConfig(), box,
+        OracleModel(gt, rotation), item, truth, EvalConfig(), box,
         object_id=data.object_ids[0], category=data.categories[0],
     )
     assert result.iou > 0.999
@@ -117,8 +124,9 @@ def test_empty_prediction_gets_the_worst_values(tiny_dataset):
     data = StereoOccupancyDataset(tiny_dataset, "test", points_per_sample=0, uniform_only=True, views="first")
     item = data[0]
     gt = data.objects[0].mesh()
+    truth = ObjectTruth.from_object(data.objects[0], FAST_EVAL)
     result, mesh = evaluate_item(
-        EmptyModel(gt, np.eye(3)), item, gt, FAST_EVAL, 0.55, object_id=data.object_ids[0], category=data.categories[0]
+        EmptyModel(gt, np.eye(3)), item, truth, FAST_EVAL, 0.55, object_id=data.object_ids[0], category=data.categories[0]
     )
     assert len(mesh.faces) == 0 and result.n_faces == 0
     assert result.iou == 0.0 and result.mesh_iou == 0.0

@@ -160,3 +160,27 @@ def test_mismatched_images_are_a_user_error() -> None:
     net = build_model(small_cfg("stereo"), RigConfig())
     with pytest.raises(UserError, match="differ in size"):
         net.encode(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 48))
+
+
+def test_folded_eval_decoder_equals_the_batch_norm_path():
+    """Inference folds every CBN into affine maps; it must give what the BatchNorm layers give."""
+    from stereo_occ.models.decoder import OccupancyDecoder
+
+    torch.manual_seed(0)
+    decoder = OccupancyDecoder(code_dim=16, hidden_dim=32, n_blocks=3)
+    points, code = torch.rand(2, 300, 3) - 0.5, torch.randn(2, 16)
+    decoder.train()
+    for _ in range(3):  # give the running statistics and the residual branches non-trivial values
+        decoder(points * 2, code)
+    with torch.no_grad():
+        for p in decoder.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    decoder.eval()
+    folded = decoder(points, code)
+    decoder.train()  # the BatchNorm path, but with running statistics
+    for m in decoder.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.eval()
+    reference = decoder(points, code)
+    assert torch.allclose(folded, reference, atol=1e-4, rtol=1e-4)
+    assert reference.std() > 0.01  # the comparison is not between two constants

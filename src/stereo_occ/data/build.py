@@ -20,13 +20,13 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..config import DatasetConfig, Config, to_dict
+from ..config import Config, DatasetConfig, SplitConfig, to_dict
 from ..errors import UserError
 from ..files import write_atomic
 from . import storage
@@ -54,6 +54,35 @@ def object_rng(seed: int, object_id: str, purpose: str) -> np.random.Generator:
     digest = hashlib.sha256(f"{purpose}:{object_id}".encode()).digest()
     words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
     return np.random.default_rng(np.random.SeedSequence([int(seed), *words]))
+
+
+def folder_test_config(cfg: Config, folder: str | Path, views_per_object: int | None = None) -> Config:
+    """``cfg`` with every mesh of ``folder`` (``<folder>/<category>/...``) as a test object.
+
+    The rig, rendering, occupancy sampling and seeds stay those of ``cfg``, so the objects are seen
+    exactly as the training data was; only the shape source, the counts (all meshes) and the splits
+    (all test) change. The categories are those with a sub-folder in ``folder``.
+    """
+    from ..config import CATEGORIES
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"mesh folder not found: {root}")
+    categories = [c for c in CATEGORIES if (root / c).is_dir()]
+    if not categories:
+        raise UserError(f"{root}: no category sub-folder ({', '.join(CATEGORIES)}); put meshes in {root}/mug/ etc.")
+    shapes = replace(cfg.dataset.shapes, source="folder", root=str(root.resolve()), categories=categories)
+    for category in CATEGORIES:
+        setattr(shapes, category, 0)  # every mesh of the folder
+    render = cfg.dataset.render
+    if views_per_object is not None:
+        if views_per_object < 1:
+            raise UserError(f"views per object must be at least 1 (got {views_per_object})")
+        render = replace(render, views_per_object=views_per_object)
+    dataset = replace(
+        cfg.dataset, shapes=shapes, render=render, splits=SplitConfig(train=0.0, val=0.0, test=1.0)
+    )
+    return replace(cfg, dataset=dataset)
 
 
 def _list_sources(cfg: DatasetConfig) -> list:

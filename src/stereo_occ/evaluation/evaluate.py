@@ -1,14 +1,18 @@
 """Evaluate a checkpoint on a dataset split with the Occupancy Networks protocol.
 
-For every test item (an object seen from one stored view): encode the stereo pair once, then
+What belongs to an object is prepared once per object (:class:`ObjectTruth`, object frame): its
+uniform points with their labels and a surface sample of its mesh with a search tree. Then for every
+test item (the object seen from one stored view): encode the stereo pair once, and
 
 1. volumetric IoU of the network on the object's uniform points (all of them, in their stored
-   order, rotated into the rig frame by the view's rotation);
-2. a mesh by MISE + marching cubes over the view's padded box, whose grid is aligned with the
-   object's box, exactly the region the uniform points and the training targets fill; the mesh is
-   returned in the rig frame like every prediction;
+   order, rotated into the rig frame by the view's rotation, where the network answers);
+2. a mesh by MISE + marching cubes over the object's padded box (the grid follows the object's box,
+   exactly the region the uniform points and the training targets fill), so the mesh comes out in
+   the object frame, where the truth is;
 3. mesh IoU (containment of the same points in that mesh), and Chamfer-L1, normal consistency and
-   F-score against the ground-truth mesh rotated into the rig frame.
+   F-score against the truth's surface sample (these are unchanged by a rotation, so nothing of
+   the truth is rotated per view); the mesh is then turned into the rig frame to be saved, like
+   every prediction.
 
 Results go to ``out/metrics.json`` (per category, the class mean, and per object),
 ``out/metrics.csv`` (one row per object and view) and ``out/meshes/<object_id>.ply``.
@@ -32,7 +36,7 @@ from tqdm.auto import tqdm
 from ..config import CATEGORIES, EvalConfig
 from ..errors import UserError
 from ..files import write_atomic
-from .metrics import iou, mesh_contains, probability_iou, summarize, surface_metrics
+from .metrics import SurfaceSample, compare_surfaces, iou, is_empty, mesh_contains, probability_iou, summarize
 from .mise import extract_mesh, save_mesh
 
 SUMMARY_METRICS = ("iou", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
@@ -117,10 +121,31 @@ def select_objects(categories: list[str], max_objects: int) -> list[int]:
     return sorted(chosen)
 
 
+@dataclass
+class ObjectTruth:
+    """What every view of one object is compared with, in the object frame (made once per object)."""
+
+    points: np.ndarray  # (n, 3) float64 uniform points of the padded box, stored order
+    occupied: np.ndarray  # (n,) bool ground-truth labels
+    surface: SurfaceSample  # of the ground-truth mesh, with its search tree
+
+    @classmethod
+    def from_object(cls, reader, eval_cfg: EvalConfig, seed: int = 0) -> "ObjectTruth":
+        """From a dataset object (:class:`~stereo_occ.data.storage.ObjectReader`)."""
+        n = min(eval_cfg.n_iou_points, reader.n_uniform)
+        points = np.asarray(reader.points()[:n], dtype=np.float64)
+        return cls.from_mesh(reader.mesh(), points, reader.occupancies()[:n], eval_cfg, seed)
+
+    @classmethod
+    def from_mesh(cls, mesh, points: np.ndarray, occupied: np.ndarray, eval_cfg: EvalConfig, seed: int = 0) -> "ObjectTruth":
+        surface = SurfaceSample.from_mesh(mesh, eval_cfg.n_surface_points, seed=seed)
+        return cls(np.asarray(points, dtype=np.float64), np.asarray(occupied, dtype=bool), surface)
+
+
 def evaluate_item(
     model: torch.nn.Module,
     item: dict,
-    gt_mesh,
+    truth: ObjectTruth,
     eval_cfg: EvalConfig,
     box: float,
     object_id: str,
@@ -130,10 +155,8 @@ def evaluate_item(
     """All metrics of one dataset item, and its predicted mesh (rig frame)."""
     start = time.perf_counter()
     code = encode_pair(model, item["left"], item["right"])
-    points = item["points"].numpy()[: eval_cfg.n_iou_points].astype(np.float64)
-    target = item["occupancies"].numpy()[: eval_cfg.n_iou_points] >= 0.5
-    probs = decode_probs(model, code, points, eval_cfg.batch_points)
     rotation = item["rotation"].numpy().astype(np.float64)
+    probs = decode_probs(model, code, truth.points @ rotation.T, eval_cfg.batch_points)
 
     mesh, n_queries = extract_mesh(
         occupancy_query(model, code, eval_cfg.batch_points, rotation=rotation),
@@ -142,23 +165,22 @@ def evaluate_item(
         threshold=eval_cfg.threshold,
         box=box,
         batch_points=eval_cfg.batch_points,
-    )
-    if len(mesh.faces):
-        mesh.vertices = mesh.vertices @ rotation.T  # object-aligned grid -> rig frame
-    gt_rig = gt_mesh.copy()
-    gt_rig.vertices = gt_rig.vertices @ rotation.T
-    surface = surface_metrics(mesh, gt_rig, n_points=eval_cfg.n_surface_points, tau=eval_cfg.fscore_tau, seed=seed)
+    )  # object frame: the grid follows the object's box
+    predicted = None if is_empty(mesh) else SurfaceSample.from_mesh(mesh, eval_cfg.n_surface_points, seed=seed + 1)
+    surface = compare_surfaces(predicted, truth.surface, eval_cfg.fscore_tau)
     result = ObjectResult(
         object_id=object_id,
         category=category,
         view=int(item["view"]),
-        iou=probability_iou(probs, target, eval_cfg.threshold),
-        mesh_iou=iou(mesh_contains(mesh, points), target),
+        iou=probability_iou(probs, truth.occupied, eval_cfg.threshold),
+        mesh_iou=iou(mesh_contains(mesh, truth.points), truth.occupied),
         **surface.as_dict(),
         n_faces=int(len(mesh.faces)),
         mise_queries=int(n_queries),
         seconds=time.perf_counter() - start,
     )
+    if len(mesh.faces):
+        mesh.vertices = mesh.vertices @ rotation.T  # object frame -> rig frame, like every prediction
     return result, mesh
 
 
@@ -212,8 +234,9 @@ def evaluate_checkpoint(
     if not read_split(dataset, split):
         raise UserError(f"{dataset}: the {split} split is empty")
     views = "first" if eval_cfg.views_per_object == 1 else eval_cfg.views_per_object
+    # Items carry only images and cameras here; the points come from each object's ObjectTruth.
     data = StereoOccupancyDataset(
-        dataset, split, points_per_sample=0, uniform_only=True, views=views, seed=cfg.data.seed
+        dataset, split, points_per_sample=1, uniform_only=True, views=views, seed=cfg.data.seed
     )
     per_view = len(data) // len(data.objects)
     box = box_half_side(cfg.dataset.occupancy)
@@ -222,16 +245,16 @@ def evaluate_checkpoint(
 
     meshes_dir = Path(out) / "meshes" if out is not None else None
     per_object: list[dict] = []
-    gt_cache: dict[int, object] = {}
+    truth: dict[int, ObjectTruth] = {}
     for i in tqdm(items, desc=f"evaluate {cfg.model.name} on {split}", unit="view", dynamic_ncols=True):
         item = data[i]
         index = int(item["object_index"])
-        if index not in gt_cache:
-            gt_cache = {index: data.objects[index].mesh()}  # items are object-major: keep one
+        if index not in truth:  # items are object-major: keep only the current object's truth
+            truth = {index: ObjectTruth.from_object(data.objects[index], eval_cfg, seed=index)}
         result, mesh = evaluate_item(
             model,
             item,
-            gt_cache[index],
+            truth[index],
             eval_cfg,
             box,
             object_id=data.object_ids[index],

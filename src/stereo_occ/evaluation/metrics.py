@@ -111,33 +111,46 @@ class SurfaceMetrics:
         return asdict(self)
 
 
-def _nearest(
-    source: np.ndarray, source_normals: np.ndarray, target: np.ndarray, target_normals: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each source point: distance to the nearest target point and ``|dot|`` of their normals.
+@dataclass
+class SurfaceSample:
+    """Points sampled on a surface with their face normals, and a search tree over the points.
 
-    The tree is built with sliding-midpoint splits and uncompacted nodes: for a prediction far from
-    the ground truth (an untrained model filling the box), that searched 3x faster (3.2 s vs 10 s
-    for 100k points) than scipy's default, and equally fast for a close one. The answer is exact.
+    The ground truth's sample belongs to the object, not to the view: evaluation makes it once per
+    object (in the object frame, where every view's mesh is extracted) and compares each view's
+    prediction with it, so the tree is built once too.
     """
-    tree = cKDTree(target, balanced_tree=False, compact_nodes=False)
-    dist, idx = tree.query(source, k=1, workers=-1)
-    dots = np.abs(np.einsum("ij,ij->i", source_normals, target_normals[idx]))
+
+    points: np.ndarray  # (n, 3)
+    normals: np.ndarray  # (n, 3)
+    _tree: cKDTree | None = None
+
+    @classmethod
+    def from_mesh(cls, mesh: trimesh.Trimesh, n: int, seed: int = 0) -> "SurfaceSample":
+        return cls(*sample_surface(mesh, n, seed=seed))
+
+    @property
+    def tree(self) -> cKDTree:
+        # Sliding-midpoint splits and uncompacted nodes: for a prediction far from the ground truth
+        # (an untrained model filling the box) that searched 3x faster (3.2 s vs 10 s for 100k
+        # points) than scipy's default, and equally fast for a close one. The answer is exact.
+        if self._tree is None:
+            self._tree = cKDTree(self.points, balanced_tree=False, compact_nodes=False)
+        return self._tree
+
+
+def _nearest(source: SurfaceSample, target: SurfaceSample) -> tuple[np.ndarray, np.ndarray]:
+    """For each source point: distance to the nearest target point and ``|dot|`` of their normals."""
+    dist, idx = target.tree.query(source.points, k=1, workers=-1)
+    dots = np.abs(np.einsum("ij,ij->i", source.normals, target.normals[idx]))
     return dist, dots
 
 
-def pointcloud_metrics(
-    pred_points: np.ndarray,
-    pred_normals: np.ndarray,
-    gt_points: np.ndarray,
-    gt_normals: np.ndarray,
-    tau: float,
-) -> SurfaceMetrics:
-    """Chamfer-L1, normal consistency and F-score between two oriented point sets."""
-    if len(pred_points) == 0:
+def compare_surfaces(pred: SurfaceSample | None, gt: SurfaceSample, tau: float) -> SurfaceMetrics:
+    """Chamfer-L1, normal consistency and F-score of a predicted surface sample against the truth's."""
+    if pred is None or len(pred.points) == 0:
         return SurfaceMetrics(**{k: EMPTY_MESH_METRICS[k] for k in SurfaceMetrics.__dataclass_fields__})
-    acc_dist, acc_dots = _nearest(pred_points, pred_normals, gt_points, gt_normals)
-    comp_dist, comp_dots = _nearest(gt_points, gt_normals, pred_points, pred_normals)
+    acc_dist, acc_dots = _nearest(pred, gt)
+    comp_dist, comp_dots = _nearest(gt, pred)
     accuracy, completeness = float(acc_dist.mean()), float(comp_dist.mean())
     precision = float(np.mean(acc_dist <= tau))
     recall = float(np.mean(comp_dist <= tau))
@@ -153,20 +166,35 @@ def pointcloud_metrics(
     )
 
 
+def pointcloud_metrics(
+    pred_points: np.ndarray,
+    pred_normals: np.ndarray,
+    gt_points: np.ndarray,
+    gt_normals: np.ndarray,
+    tau: float,
+) -> SurfaceMetrics:
+    """Chamfer-L1, normal consistency and F-score between two oriented point sets."""
+    return compare_surfaces(SurfaceSample(pred_points, pred_normals), SurfaceSample(gt_points, gt_normals), tau)
+
+
 def surface_metrics(
     pred_mesh: trimesh.Trimesh | None,
-    gt_mesh: trimesh.Trimesh,
+    gt: trimesh.Trimesh | SurfaceSample,
     *,
     n_points: int,
     tau: float,
     seed: int = 0,
 ) -> SurfaceMetrics:
-    """Sample ``n_points`` on both meshes (fixed seeds) and compare them; worst values if pred is empty."""
-    gt_points, gt_normals = sample_surface(gt_mesh, n_points, seed=seed)
+    """Sample ``n_points`` on the predicted mesh (seed + 1) and compare with the ground truth.
+
+    ``gt`` is a mesh (sampled here with ``seed``) or a :class:`SurfaceSample` made once per object.
+    An empty prediction gets the worst values.
+    """
+    if not isinstance(gt, SurfaceSample):
+        gt = SurfaceSample.from_mesh(gt, n_points, seed=seed)
     if is_empty(pred_mesh):
-        return pointcloud_metrics(np.empty((0, 3)), np.empty((0, 3)), gt_points, gt_normals, tau)
-    pred_points, pred_normals = sample_surface(pred_mesh, n_points, seed=seed + 1)
-    return pointcloud_metrics(pred_points, pred_normals, gt_points, gt_normals, tau)
+        return compare_surfaces(None, gt, tau)
+    return compare_surfaces(SurfaceSample.from_mesh(pred_mesh, n_points, seed=seed + 1), gt, tau)
 
 
 def summarize(

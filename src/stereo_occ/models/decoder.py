@@ -9,10 +9,17 @@ different occupancy function per image.
 Initialisation follows the paper: every CBN starts as the identity (gamma = 1, beta = 0 whatever the
 code) and each residual branch's last layer starts at zero, so training begins from a plain shallow
 MLP and deepens smoothly.
+
+Inference takes a shorter path with the same result (:meth:`OccupancyDecoder.forward`): in eval mode
+a CBN is a per-channel scale and shift fixed by the code, so it is computed once per code, and the
+one that follows ``fc_0`` in each block is folded into ``fc_0``'s weights. Mesh extraction asks
+hundreds of thousands of points per code, and the normalisation's separate passes over memory cost
+more than the matrix products (measured in bench/bench_mise.py).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -36,6 +43,12 @@ class ConditionalBatchNorm(nn.Module):
         normed = self.norm(x.reshape(b * n, c)).view(b, n, c)
         return self.gamma(code).unsqueeze(1) * normed + self.beta(code).unsqueeze(1)
 
+    def affine(self, code: Tensor) -> tuple[Tensor, Tensor]:
+        """Eval mode as ``x * scale + shift`` with per-sample ``(B, C)`` scale and shift."""
+        norm = self.norm
+        scale = self.gamma(code) * torch.rsqrt(norm.running_var + norm.eps)
+        return scale, self.beta(code) - scale * norm.running_mean
+
 
 class ConditionalResBlock(nn.Module):
     """CBN -> ReLU -> fc -> CBN -> ReLU -> fc, plus the identity."""
@@ -52,6 +65,22 @@ class ConditionalResBlock(nn.Module):
         h = self.fc_0(F.relu(self.bn_0(x, code)))
         return x + self.fc_1(F.relu(self.bn_1(h, code)))
 
+    def folded(self, code: Tensor) -> tuple[Tensor, ...]:
+        """Eval-mode parameters for :meth:`forward_folded`: bn_0 as an affine map, bn_1 inside fc_0."""
+        s0, t0 = self.bn_0.affine(code)
+        s1, t1 = self.bn_1.affine(code)
+        weight = s1.unsqueeze(2) * self.fc_0.weight  # (B, C_out, C_in): bn_1(fc_0(h)) in one product
+        bias = s1 * self.fc_0.bias + t1
+        return s0.unsqueeze(1), t0.unsqueeze(1), weight.transpose(1, 2), bias.unsqueeze(1)
+
+    def forward_folded(self, x: Tensor, params: tuple[Tensor, ...]) -> Tensor:
+        s0, t0, weight_t, bias = params
+        h = torch.addcmul(t0, x, s0).relu_()
+        h = torch.baddbmm(bias, h, weight_t).relu_()
+        return torch.addmm(x.flatten(0, 1), h.flatten(0, 1), self.fc_1.weight.t(), beta=1.0).add_(
+            self.fc_1.bias
+        ).view_as(x)
+
 
 class OccupancyDecoder(nn.Module):
     """``(B, N, 3)`` points and a ``(B, code_dim)`` code -> ``(B, N)`` occupancy logits.
@@ -67,7 +96,17 @@ class OccupancyDecoder(nn.Module):
         self.fc_out = nn.Linear(hidden_dim, 1)
 
     def forward(self, points: Tensor, code: Tensor) -> Tensor:
+        if not self.training:
+            return self._forward_folded(points, code)
         net = self.fc_p(points)
         for block in self.blocks:
             net = block(net, code)
         return self.fc_out(F.relu(self.bn(net, code))).squeeze(-1)
+
+    def _forward_folded(self, points: Tensor, code: Tensor) -> Tensor:
+        """The eval-mode forward with every CBN reduced to per-code affine maps (module docstring)."""
+        net = self.fc_p(points)
+        for block in self.blocks:
+            net = block.forward_folded(net, block.folded(code))
+        scale, shift = self.bn.affine(code)
+        return self.fc_out(torch.addcmul(shift.unsqueeze(1), net, scale.unsqueeze(1)).relu_()).squeeze(-1)

@@ -6,7 +6,11 @@ outside (too big to embed); they are linked by paths relative to the report, so 
 can be moved or zipped as a whole.
 
 The results table stands beside the study's own Table 1 so that a reader sees at once whether the
-reproduction reaches (or beats) the published numbers, and on which data it was measured.
+reproduction reaches (or beats) the published numbers, and on which data it was measured. Means
+carry their 95% bootstrap intervals over test objects where the results have them, and "Is the
+difference real?" says in words which differences between models exclude 0
+(evaluation/statistics.py). Results written before the intervals existed still render: the plain
+values are shown.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, Mapping
 
 from ..config import CATEGORIES
 from ..errors import UserError
+from ..evaluation.statistics import describe_difference
 from ..files import write_atomic
 from .figures import ReconstructionFigure, read_training_log, training_curves_png
 
@@ -68,6 +73,11 @@ table.figure .caption { font-size: 12px; }
 details { margin: 6px 0; } summary { cursor: pointer; color: var(--accent); }
 ul.meshes { columns: 3; font-size: 13px; }
 pre { background: var(--soft); padding: 10px; border-radius: 6px; overflow-x: auto; font-size: 12.5px; }
+.ci { color: var(--muted); font-size: 12.5px; }
+td.sig { font-weight: 700; }
+td.missing { text-align: left; color: var(--muted); white-space: normal; }
+ul.evidence { margin: 8px 0; padding-left: 22px; } ul.evidence li { margin: 3px 0; }
+ul.evidence li.sig { font-weight: 600; }
 """
 
 
@@ -131,14 +141,47 @@ def _best(values: list[Any], higher: bool) -> Any:
     return max(nums) if higher else min(nums)
 
 
+CI_DECIMALS: dict[str, int] = {"chamfer_l1": 4}
+"""Decimals of an interval's ends (3 unless listed): enough for intervals a few hundredths wide."""
+
+
+def _ci(value: Any) -> tuple[float, float] | None:
+    """``[lo, hi]`` as two finite numbers, or None (absent, ``null`` or malformed)."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        return None
+    return float(value[0]), float(value[1])
+
+
+def _ci_text(ci: Any, decimals: int = 3) -> str:
+    bounds = _ci(ci)
+    if bounds is None:
+        return ""
+    return f'<span class="ci">[{bounds[0]:.{decimals}f}, {bounds[1]:.{decimals}f}]</span>'
+
+
+def _with_ci(value: Any, ci: Any, decimals: int = 4, ci_decimals: int = 3) -> str:
+    """``0.2020 [0.171, 0.233]``; just the value when there is no interval."""
+    text = _fmt(value, decimals)
+    interval = _ci_text(ci, ci_decimals) if isinstance(value, (int, float)) else ""
+    return f"{text} {interval}" if interval else text
+
+
+def _test_set(objects: Any, views: Any) -> str:
+    if not isinstance(objects, int) or isinstance(objects, bool):
+        return "&ndash;"
+    return f"{objects} &times; {views}" if isinstance(views, int) and not isinstance(views, bool) else str(objects)
+
+
 def _results_table(results: Mapping[str, Any]) -> str:
     models: Mapping[str, Any] = results.get("models", {})
     names = list(models)
     head = (
         "<tr><th>model</th>"
         + "".join(f"<th>IoU {c}</th>" for c in CATEGORIES)
-        + "<th>IoU mean</th><th>mesh IoU</th><th>Chamfer-L1</th><th>NC</th><th>F-score</th>"
-        + "<th>iterations</th><th>training</th></tr>"
+        + "<th>IoU mean [95% CI]</th><th>mesh IoU</th><th>Chamfer-L1</th><th>NC</th><th>F-score</th>"
+        + "<th>test objects &times; views</th><th>iterations</th><th>training</th></tr>"
     )
     cols: list[tuple[str, Any, bool]] = []  # (label, getter, higher is better)
     for c in CATEGORIES:
@@ -154,16 +197,19 @@ def _results_table(results: Mapping[str, Any]) -> str:
         for label, get, _ in cols:
             v = get(m)
             cls = ' class="best"' if v is not None and v == best[label] else ""
-            cells.append(f"<td{cls}>{_fmt(v)}</td>")
+            text = _with_ci(v, _mean(m.get("iou_ci"))) if label == "iou.mean" else _fmt(v)
+            cells.append(f"<td{cls}>{text}</td>")
         rows.append(
-            f"<tr><td>{_e(name)}</td>{''.join(cells)}<td>{_e(m.get('iterations', '–'))}</td>"
+            f"<tr><td>{_e(name)}</td>{''.join(cells)}"
+            f"<td>{_test_set(m.get('test_objects'), m.get('test_views_per_object'))}</td>"
+            f"<td>{_e(m.get('iterations', '–'))}</td>"
             f"<td>{_duration(m.get('train_seconds'))}</td></tr>"
         )
     for name, iou in STUDY_IOU.items():
         blanks = "<td>&ndash;</td>" * len(CATEGORIES)
         rows.append(
             f'<tr class="study"><td>{_e(name)} (study, Table 1)</td>{blanks}<td>{iou:.4f}</td>'
-            + "<td>&ndash;</td>" * 4
+            + "<td>&ndash;</td>" * 5
             + f"<td>{STUDY_ITERATIONS}</td><td>&ndash;</td></tr>"
         )
     source = (results.get("dataset") or {}).get("source", "unknown")
@@ -172,7 +218,9 @@ def _results_table(results: Mapping[str, Any]) -> str:
         f"{STUDY_ITERATIONS:,} iterations, measured on ShapeNet mugs, bowls and bottles. This run used "
         f"<b>{_e(source)}</b> shapes, so the numbers compare the methods, not the exact data. IoU: the "
         "network's, on uniform points of the padded box; mesh IoU: the extracted mesh's; "
-        "Chamfer-L1 is in object units (lower is better); NC is normal consistency. Bold: best model.</p>"
+        "Chamfer-L1 is in object units (lower is better); NC is normal consistency. Bold: best model. "
+        "Brackets: 95% bootstrap interval of the mean over test objects (the views of an object are "
+        "averaged first; docs/evaluation.md, Confidence intervals).</p>"
     )
     return f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>{note}'
 
@@ -182,19 +230,133 @@ def _per_category_tables(models: Mapping[str, Any]) -> str:
     for key, title, higher, decimals in METRICS:
         if not any(isinstance(m.get(key), Mapping) for m in models.values()):
             continue
-        head = "<tr><th>model</th>" + "".join(f"<th>{c}</th>" for c in (*CATEGORIES, "mean")) + "</tr>"
+        with_ci = any(_ci(_mean(m.get(f"{key}_ci"))) for m in models.values())
+        head = (
+            "<tr><th>model</th>"
+            + "".join(f"<th>{c}</th>" for c in (*CATEGORIES, "mean"))
+            + ("<th>mean: 95% CI</th>" if with_ci else "")
+            + "</tr>"
+        )
         rows = []
         for name, m in models.items():
             vals = m.get(key) or {}
+            ci_cell = ""
+            if with_ci:
+                ci_cell = f"<td>{_ci_text(_mean(m.get(f'{key}_ci')), CI_DECIMALS.get(key, 3)) or '&ndash;'}</td>"
             rows.append(
                 f"<tr><td>{_e(name)}</td>"
                 + "".join(f"<td>{_fmt(vals.get(c), decimals)}</td>" for c in (*CATEGORIES, "mean"))
+                + ci_cell
                 + "</tr>"
             )
         arrow = "higher is better" if higher else "lower is better"
         parts.append(f"<div><h3>{_e(title)} <span class='note'>({arrow})</span></h3>"
                      f"<table>{head}{''.join(rows)}</table></div>")
     return f'<div class="cards">{"".join(parts)}</div>'
+
+
+DIFFERENCE_METRICS: tuple[str, ...] = ("iou", "mesh_iou", "chamfer_l1", "fscore")
+"""The columns of the differences table."""
+
+_TITLES = {key: title for key, title, _, _ in METRICS}
+_HIGHER = {key: higher for key, _, higher, _ in METRICS}
+
+
+def _difference_cell(diff: Any, key: str) -> str:
+    """``+0.0660 [0.031, 0.102]``, bold when the interval excludes 0."""
+    if not isinstance(diff, Mapping) or not isinstance(diff.get("mean"), (int, float)):
+        return "<td>&ndash;</td>"
+    d = float(diff["mean"])
+    text = f"{d:+.4f}" if math.isfinite(d) else _fmt(d)
+    interval = _ci_text(diff.get("ci"), CI_DECIMALS.get(key, 3))
+    cls = ' class="sig"' if diff.get("significant") is True else ""
+    return f"<td{cls}>{text}{' ' + interval if interval else ''}</td>"
+
+
+def _pair_models(name: str, entry: Mapping[str, Any]) -> list[str] | None:
+    models = entry.get("models")
+    if isinstance(models, (list, tuple)) and len(models) == 2:
+        return [str(m) for m in models]
+    return None
+
+
+def _differences(differences: Any, what: str) -> str:
+    """The table of every pair and, below it, one sentence on the IoU of each pair."""
+    if not isinstance(differences, Mapping):
+        return ""
+    pairs = {name: entry for name, entry in differences.items() if isinstance(entry, Mapping)}
+    if not pairs:
+        return ""
+    head = (
+        "<tr><th>pair (A&minus;B)</th><th>test objects / items</th>"
+        + "".join(f"<th>&Delta; {_e(_TITLES.get(k, k))}</th>" for k in DIFFERENCE_METRICS)
+        + "</tr>"
+    )
+    rows, sentences = [], []
+    for name, entry in pairs.items():
+        n_objects, n_items = entry.get("n_objects"), entry.get("n_items")
+        count = "&ndash;" if n_objects is None else f"{_e(n_objects)} / {_e('?' if n_items is None else n_items)}"
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td>{count}</td>"
+            + "".join(_difference_cell(entry.get(k), k) for k in DIFFERENCE_METRICS)
+            + "</tr>"
+        )
+        if isinstance(entry.get("iou"), Mapping):
+            sentence = describe_difference(name, "iou", entry["iou"], True, models=_pair_models(name, entry))
+            cls = ' class="sig"' if entry["iou"].get("significant") is True else ""
+            sentences.append(f"<li{cls}>{_e(sentence)}</li>")
+    note = (
+        f'<p class="note">{what} A&minus;B is model A minus model B on the same items (object and view); brackets: '
+        "95% bootstrap interval of the difference of the class means, resampling objects within each "
+        "category with the same objects for both models (paired). Bold: the interval excludes 0, so "
+        "the difference is significant; otherwise a different draw of test objects could well reverse "
+        "it. For Chamfer-L1 a negative difference means A is better.</p>"
+    )
+    listing = f'<ul class="evidence">{"".join(sentences)}</ul>' if sentences else ""
+    return f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>{listing}{note}'
+
+
+def _real_meshes(models: Mapping[str, Any], real_differences: Any) -> str:
+    """A row per model evaluated on the real-mesh folder, or the reason it was not."""
+    reals = {
+        name: m["real"] for name, m in models.items() if isinstance(m, Mapping) and isinstance(m.get("real"), Mapping)
+    }
+    if not reals:
+        return ""
+    head = (
+        "<tr><th>model</th>"
+        + "".join(f"<th>IoU {c}</th>" for c in CATEGORIES)
+        + "<th>IoU mean [95% CI]</th><th>Chamfer-L1</th><th>objects &times; views</th><th>source</th></tr>"
+    )
+    rows = []
+    for name, real in reals.items():
+        source = f"<td><code>{_e(real['source'])}</code></td>" if real.get("source") else "<td>&ndash;</td>"
+        if "missing" in real:
+            rows.append(
+                f'<tr><td>{_e(name)}</td><td class="missing" colspan="{len(CATEGORIES) + 3}">'
+                f"not evaluated: {_e(real['missing'])}</td>{source}</tr>"
+            )
+            continue
+        iou = real.get("iou") if isinstance(real.get("iou"), Mapping) else {}
+        chamfer = real.get("chamfer_l1")
+        rows.append(
+            f"<tr><td>{_e(name)}</td>"
+            + "".join(f"<td>{_fmt(iou.get(c))}</td>" for c in CATEGORIES)
+            + f"<td>{_with_ci(iou.get('mean'), _mean(real.get('iou_ci')))}</td>"
+            + f"<td>{_with_ci(_mean(chamfer), _mean(real.get('chamfer_l1_ci')), 4, CI_DECIMALS['chamfer_l1'])}</td>"
+            + f"<td>{_test_set(real.get('n_objects'), real.get('views_per_object'))}</td>"
+            + source
+            + "</tr>"
+        )
+    note = (
+        '<p class="note">The same metrics, with the models trained above, on the objects of the '
+        "real-mesh folder named in the last column (brackets: 95% bootstrap interval over objects).</p>"
+    )
+    parts = [f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>', note]
+    diffs = _differences(real_differences, "On the real meshes:")
+    if diffs:
+        parts += ["<h3>Differences on the real meshes</h3>", diffs]
+    return "".join(parts)
 
 
 def _facts(items: list[tuple[str, Any]]) -> str:
@@ -338,6 +500,12 @@ def render_report(inputs: ReportInputs, base: Path) -> str:
         "<h3>Per category</h3>",
         _per_category_tables(models),
     ]
+    differences = _differences(results.get("differences"), "On the test split:")
+    if differences:
+        sections += ["<h2>Is the difference real?</h2>", differences]
+    real = _real_meshes(models, results.get("real_differences"))
+    if real:
+        sections += ["<h2>Real meshes</h2>", real]
     logs = {}
     for name, path in (inputs.training_logs or {}).items():
         if Path(path).is_file():
