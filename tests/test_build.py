@@ -11,7 +11,7 @@ import pytest
 import trimesh
 from conftest import tiny_config
 
-from stereo_occ.config import SplitConfig
+from stereo_occ.config import SplitConfig, load_config
 from stereo_occ.data import storage
 from stereo_occ.data.build import build_dataset
 from stereo_occ.data.splits import assign_splits
@@ -153,3 +153,32 @@ def test_a_rig_that_cannot_see_the_object_fails_before_writing_anything(tmp_path
     with pytest.raises(UserError, match="field of view"):
         build_dataset(tiny_config("dataset.rig.fov_deg=10"), out)
     assert not out.exists()  # nothing to lock the folder to the bad config
+
+
+def test_a_folder_of_two_meshes_becomes_a_test_only_dataset(tmp_path):
+    """`stereo-occ dataset --meshes FOLDER`: every mesh a test object, the config's rig, no split arithmetic."""
+    from stereo_occ.cli import main
+    from test_experiment import two_mesh_folder
+
+    folder = two_mesh_folder(tmp_path / "meshes")
+    out = tmp_path / "mine"
+    main(["dataset", "--out", str(out), "--meshes", str(folder), "--views", "2",
+          "dataset.rig.image_size=64", "dataset.occupancy.n_uniform=5000", "dataset.occupancy.n_surface=2000"])
+    splits = {s: (out / "splits" / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
+    assert splits["train"] == [] and splits["val"] == []
+    assert sorted(splits["test"]) == ["bottle/tall", "bowl/dish"]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["config"]["shapes"]["source"] == "folder"
+    assert meta["config"]["render"]["views_per_object"] == 2 and meta["config"]["rig"]["image_size"] == 64
+    for object_id in splits["test"]:
+        assert (out / object_id / "views.npz").is_file()
+
+
+def test_a_mesh_folder_without_category_folders_is_a_clear_error(tmp_path):
+    from stereo_occ.data.build import folder_test_config
+
+    (tmp_path / "stuff").mkdir()
+    with pytest.raises(UserError, match="no category sub-folder"):
+        folder_test_config(load_config(), tmp_path)
+    with pytest.raises(UserError, match="not found"):
+        folder_test_config(load_config(), tmp_path / "missing")

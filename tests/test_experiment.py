@@ -35,6 +35,20 @@ FAST = [
 METRICS = ("iou", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
 
 
+def two_mesh_folder(root):
+    """A user's folder of two real-looking meshes: a bottle-like cylinder and a bowl-like cup."""
+    import trimesh
+
+    (root / "bottle").mkdir(parents=True)
+    (root / "bowl").mkdir()
+    trimesh.creation.cylinder(radius=0.03, height=0.2, sections=32).export(root / "bottle" / "tall.obj")
+    outer = trimesh.creation.cylinder(radius=0.08, height=0.05, sections=48)
+    inner = trimesh.creation.cylinder(radius=0.07, height=0.05, sections=48)
+    inner.apply_translation([0, 0, 0.01])
+    outer.difference(inner).export(root / "bowl" / "dish.obj")
+    return root
+
+
 
 def test_bad_model_lists_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="unknown model"):
@@ -58,7 +72,8 @@ def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "experiment"
     # Start from the session's tiny dataset (same config): the dataset stage then checks and resumes it.
     shutil.copytree(tiny_dataset, out / "dataset")
-    cfg = tiny_config(*FAST)
+    real = two_mesh_folder(tmp_path / "my meshes")
+    cfg = tiny_config(*FAST, f"experiment.real_meshes={real}", "experiment.real_views_per_object=2")
     returned = run_experiment(cfg, out)
 
     results = json.loads((out / "results.json").read_text())
@@ -71,6 +86,20 @@ def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
             assert all(isinstance(v, float) and math.isfinite(v) for v in entry[metric].values()), entry[metric]
         assert 0.0 <= entry["iou"]["mean"] <= 1.0 and entry["chamfer_l1"]["mean"] > 0
         assert entry["iterations"] == 4 and entry["train_seconds"] > 0
+        # 95% intervals over test objects, around the mean they belong to
+        for metric in METRICS:
+            lo, hi = entry[f"{metric}_ci"]["mean"]
+            assert lo <= entry[metric]["mean"] <= hi
+        # every model on the real meshes: 2 objects x 2 views, categories without a mesh are None
+        assert entry["real"]["n_objects"] == 2 and entry["real"]["views_per_object"] == 2
+        assert entry["real"]["source"] == str(real)
+        assert entry["real"]["iou"]["mug"] is None and 0.0 <= entry["real"]["iou"]["mean"] <= 1.0
+    assert set(results["differences"]) == {"stereo-mono"} == set(results["real_differences"])
+    diff = results["differences"]["stereo-mono"]["iou"]
+    assert diff["ci"][0] <= diff["mean"] <= diff["ci"][1]
+    expected = results["models"]["stereo"]["iou"]["mean"] - results["models"]["mono"]["iou"]["mean"]
+    assert diff["mean"] == pytest.approx(expected, abs=1e-9)
+    assert len((out / "real" / "dataset" / "splits" / "test.txt").read_text().split()) == 2
     data = results["dataset"]
     assert data["source"] == "procedural" and data["views_per_object"] == 4 and data["image_size"] == 64
     assert sum(data["counts"][s]["total"] for s in ("train", "val", "test")) == 12
@@ -98,4 +127,4 @@ def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
     run_experiment(cfg, out)
     log = capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in watched} == before
-    assert log.count("skipped") == 2 + 2 + 1  # two trainings, two evaluations, the figure
+    assert log.count("skipped") == 2 + 2 + 2 + 1  # two trainings, two evaluations, two on real meshes, the figure

@@ -10,9 +10,12 @@ is already complete, so re-running the same command after an interruption (or af
                    resumed from ``model_last.pt`` otherwise
 ``D/eval/<name>``  ``model_best.pt`` on the test split; skipped while ``metrics.json`` is newer
                    than the checkpoint and was made with the same eval config
+``D/real``         the real-mesh folder (``experiment.real_meshes``) as a test-only dataset
+                   (``D/real/dataset``) and every model's evaluation on it (``D/real/eval/<name>``)
 ``D/figure``       per category, test objects seen from their left camera: input, ground truth
                    and every model's mesh (PNG renders, ``figure.json``, ``figure.png``)
-``D/results.json`` the numbers (schema in docs/experiment.md), rewritten every run
+``D/results.json`` the numbers with 95% bootstrap intervals over objects and paired differences
+                   between every two models (schema in docs/experiment.md), rewritten every run
 ``D/report.html``  the self-contained report, rewritten every run
 =================  ===========================================================================
 """
@@ -36,7 +39,7 @@ from .errors import UserError
 from .files import write_atomic
 
 FIGURE_SIZE = 192  # pixels per figure cell: the object is zoomed to fill it
-STAGES = 6
+STAGES = 7
 
 
 def _stage(number: int, text: str) -> None:
@@ -73,10 +76,10 @@ def _read_json(path: Path) -> dict | None:
 # Stages
 
 
-def build_stage(cfg: Config, dataset: Path, workers: int) -> None:
+def build_stage(cfg: Config, dataset: Path, workers: int, stage: int = 1) -> None:
     from .data.build import build_dataset
 
-    _stage(1, f"dataset -> {dataset}")
+    _stage(stage, f"dataset -> {dataset}")
     summary = build_dataset(cfg, dataset, workers=workers)
     if summary.failed:
         object_id, message = summary.failed[0]
@@ -124,7 +127,9 @@ def evaluation_current(folder: Path, checkpoint: Path, cfg: Config) -> bool:
     )
 
 
-def evaluate_stage(cfg: Config, dataset: Path, runs: Path, evals: Path) -> dict[str, dict]:
+def evaluate_stage(
+    cfg: Config, dataset: Path, runs: Path, evals: Path, stage: int = 3, what: str = "the test split"
+) -> dict[str, dict]:
     from .evaluation.evaluate import evaluate_checkpoint
 
     results = {}
@@ -132,12 +137,39 @@ def evaluate_stage(cfg: Config, dataset: Path, runs: Path, evals: Path) -> dict[
         checkpoint = runs / name / "model_best.pt"
         folder = evals / name
         if evaluation_current(folder, checkpoint, cfg):
-            _stage(3, f"evaluate {name}: up to date ({folder / 'metrics.json'}), skipped")
+            _stage(stage, f"evaluate {name} on {what}: up to date ({folder / 'metrics.json'}), skipped")
         else:
-            _stage(3, f"evaluate {name} on the test split -> {folder}")
+            _stage(stage, f"evaluate {name} on {what} -> {folder}")
             evaluate_checkpoint(checkpoint, dataset, split="test", out=folder, eval_cfg=cfg.eval)
         results[name] = json.loads((folder / "metrics.json").read_text())
     return results
+
+
+def real_meshes_stage(cfg: Config, out: Path, runs: Path, workers: int) -> tuple[dict[str, dict] | None, str]:
+    """Every model on the real-mesh folder, built as a test-only dataset with the same rig.
+
+    Returns ``(metrics per model, source folder)``, or ``(None, why)`` when there is no folder.
+    """
+    from .data.build import folder_test_config
+
+    source = cfg.experiment.real_meshes
+    if not source:
+        _stage(4, "real meshes: experiment.real_meshes is empty, skipped")
+        return None, "no real-mesh folder configured (experiment.real_meshes is empty)"
+    folder = Path(source)
+    if not folder.is_dir():
+        _stage(4, f"real meshes: {folder} not found, skipped")
+        return None, f"the real-mesh folder {folder} was not found"
+    real_cfg = folder_test_config(cfg, folder, cfg.experiment.real_views_per_object)
+    # The evaluation looks at every rendered view of each real object.
+    real_cfg = dataclasses.replace(
+        real_cfg, eval=dataclasses.replace(cfg.eval, views_per_object=cfg.experiment.real_views_per_object)
+    )
+    dataset = out / "real" / "dataset"
+    _stage(4, f"real meshes: {folder} -> {dataset}")
+    build_stage(real_cfg, dataset, workers, stage=4)
+    what = f"the real meshes ({folder})"
+    return evaluate_stage(real_cfg, dataset, runs, out / "real" / "eval", stage=4, what=what), str(folder)
 
 
 def _figure_objects(metrics: dict, per_category: int) -> list[dict]:
@@ -177,10 +209,10 @@ def figure_stage(cfg: Config, dataset: Path, evals: Path, figure_dir: Path, metr
     stamp_path = figure_dir / "stamp.json"
     fingerprint = _figure_fingerprint(cfg, evals)
     if description.is_file() and _read_json(stamp_path) == fingerprint:
-        _stage(4, f"figure: up to date ({description}), skipped")
+        _stage(5, f"figure: up to date ({description}), skipped")
         return ReconstructionFigure.load(description)
 
-    _stage(4, f"figure -> {figure_dir}")
+    _stage(5, f"figure -> {figure_dir}")
     items = _figure_objects(metrics[names[0]], cfg.experiment.figure_objects)
     rig = StereoRig.from_config(dataset_config(dataset).rig)
     # Zoom every cell to the disc any rotation of the object can cover: objects fill the cells, and
@@ -300,9 +332,54 @@ def model_results(name: str, run: Path, metrics: dict) -> dict:
     return entry
 
 
-def collect_results(cfg: Config, out: Path, metrics: dict[str, dict]) -> dict:
+def _evidence(cfg: Config, metrics: dict[str, dict]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """95% bootstrap intervals per model and paired differences of every two models."""
+    from .evaluation.evaluate import SUMMARY_METRICS
+    from .evaluation.statistics import evidence
+
+    return evidence(
+        {name: metrics[name]["per_object"] for name in cfg.experiment.models},
+        metrics=SUMMARY_METRICS,
+        n_resamples=cfg.eval.bootstrap_samples,
+        seed=cfg.eval.bootstrap_seed,
+    )
+
+
+def real_results(cfg: Config, real: dict[str, dict] | None, source: str) -> tuple[dict[str, dict], dict]:
+    """``models[NAME]["real"]`` for every model, and the paired differences on the real meshes."""
+    from .evaluation.evaluate import SUMMARY_METRICS
+
+    if real is None:
+        return {name: {"missing": source, "source": cfg.experiment.real_meshes} for name in cfg.experiment.models}, {}
+    intervals, differences = _evidence(cfg, real)
+    entries = {}
+    for name in cfg.experiment.models:
+        entries[name] = {
+            **{key: real[name][key] for key in SUMMARY_METRICS},
+            **intervals[name],
+            "n_objects": real[name]["n_objects"],
+            "views_per_object": real[name]["views_per_object"],
+            "source": source,
+        }
+    return entries, differences
+
+
+def collect_results(
+    cfg: Config, out: Path, metrics: dict[str, dict], real: dict[str, dict] | None, real_source: str
+) -> dict:
+    intervals, differences = _evidence(cfg, metrics)
+    real_entries, real_differences = real_results(cfg, real, real_source)
+    models = {}
+    for name in cfg.experiment.models:
+        entry = model_results(name, out / "runs" / name, metrics[name])
+        entry.update(intervals[name])
+        entry["real"] = real_entries[name]
+        models[name] = entry
     return {
-        "models": {name: model_results(name, out / "runs" / name, metrics[name]) for name in cfg.experiment.models},
+        "models": models,
+        "differences": differences,
+        "real_differences": real_differences,
+        "confidence": {"level": 0.95, "resamples": cfg.eval.bootstrap_samples, "unit": "test object"},
         "dataset": dataset_summary(out / "dataset"),
         "machine": machine_info(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -335,13 +412,14 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
     build_stage(cfg, dataset, workers)
     train_stage(cfg, dataset, runs)
     metrics = evaluate_stage(cfg, dataset, runs, evals)
+    real, real_source = real_meshes_stage(cfg, out, runs, workers)
     figure = figure_stage(cfg, dataset, evals, out / "figure", metrics)
 
-    _stage(5, f"results -> {out / 'results.json'}")
-    results = collect_results(cfg, out, metrics)
+    _stage(6, f"results -> {out / 'results.json'}")
+    results = collect_results(cfg, out, metrics, real, real_source)
     _write_json_atomic(out / "results.json", results)
 
-    _stage(6, f"report -> {out / 'report.html'}")
+    _stage(7, f"report -> {out / 'report.html'}")
     write_report(
         out / "report.html",
         ReportInputs(
@@ -353,7 +431,14 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
         ),
     )
     for name, entry in results["models"].items():
-        print(f"  {name:<8} IoU {_show(entry['iou']['mean'])}  mesh IoU {_show(entry['mesh_iou']['mean'])}  "
+        lo, hi = entry["iou_ci"]["mean"]
+        real_iou = (entry["real"].get("iou") or {}).get("mean")
+        print(f"  {name:<8} IoU {_show(entry['iou']['mean'])} [{lo:.3f}, {hi:.3f}]  "
+              f"mesh IoU {_show(entry['mesh_iou']['mean'])}  real meshes {_show(real_iou)}  "
               f"{entry['iterations']} iterations, {entry['train_seconds']:.0f} s training")
+    for pair, diff in results["differences"].items():
+        d = diff["iou"]
+        verdict = "significant" if d["significant"] else "not significant"
+        print(f"  {pair}: IoU {d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] ({verdict})")
     print(f"done in {time.perf_counter() - start:.0f} s: {out / 'report.html'}", flush=True)
     return results
