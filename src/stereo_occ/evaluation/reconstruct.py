@@ -10,27 +10,37 @@ can be done honestly, and anything we change is said out loud (an :class:`InputW
 * a calibration that differs from the training rig is reported, but cannot be used: the models
   take no camera input yet (docs/reconstruct.md).
 
-The mesh is in the rig frame (object centre at the origin, OpenCV-style axes of docs/geometry.md).
+The mesh is in the rig frame (object centre at the origin, OpenCV-style axes of docs/geometry.md),
+decimated to at most ``reconstruct.max_faces`` faces (:func:`~.simplify.simplify_mesh`).
+
+Many pairs: :meth:`Reconstructor.reconstruct_many` (the model is loaded once; a pair with bad input
+is reported in its :class:`PairResult` and the others go on), and :func:`reconstruct_folder`, which
+writes one mesh per pair with a progress bar (``stereo-occ reconstruct --pairs``).
 """
 
 from __future__ import annotations
 
 import math
+import sys
+import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
 import trimesh
 from PIL import Image, UnidentifiedImageError
 
-from ..config import Config, EvalConfig
+from ..config import Config, EvalConfig, ReconstructConfig
 from ..data.rig import StereoRig
 from ..errors import UserError
 from .calibration import Calibration, differences_from_rig, load_calibration
 from .evaluate import decode_probs, default_device, encode_pair
 from .mise import MESH_SUFFIXES, extract_mesh, save_mesh
+from .pairs import Pair, find_pairs
+from .simplify import simplify_mesh
 
 ImageInput = Union[str, Path, np.ndarray, Image.Image]
 
@@ -87,13 +97,49 @@ def to_rgb(image: Image.Image, name: str, background: tuple[int, int, int]) -> I
     return image.convert("RGB")
 
 
-class Reconstructor:
-    """A trained model ready to turn stereo pairs into meshes (rig frame)."""
+@dataclass
+class PairResult:
+    """What became of one pair in :meth:`Reconstructor.reconstruct_many`.
 
-    def __init__(self, model: torch.nn.Module, cfg: Config, eval_cfg: EvalConfig | None = None):
+    ``mesh`` is None when the pair failed; ``error`` then says why (bad input: a missing or unreadable
+    image, a size mismatch, nothing occupied, ...). ``warnings`` are the pair's warnings as text
+    (converted images, a calibration that differs from the rig, ...), ``seconds`` the time it took.
+    """
+
+    name: str
+    mesh: trimesh.Trimesh | None
+    seconds: float
+    error: str | None = None
+    raw_faces: int = 0  # faces of the marching-cubes mesh, before simplification
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Reconstructor:
+    """A trained model ready to turn stereo pairs into meshes (rig frame).
+
+    ``eval_cfg`` (threshold, MISE) and ``reconstruct_cfg`` (``max_faces``) default to the sections of
+    the checkpoint's config.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: Config,
+        eval_cfg: EvalConfig | None = None,
+        reconstruct_cfg: ReconstructConfig | None = None,
+    ):
         self.model = model.eval()
         self.cfg = cfg
         self.eval_cfg = eval_cfg or cfg.eval
+        self.max_faces = (reconstruct_cfg or cfg.reconstruct).max_faces
+        if self.max_faces < 0:
+            raise UserError(
+                f"reconstruct.max_faces must be 0 (no simplification) or positive (got {self.max_faces})"
+            )
         self.rig = StereoRig.from_config(cfg.dataset.rig)
         padding = cfg.dataset.occupancy.padding
         # The normalised object lies inside the unit cube, hence inside its circumsphere at any rotation.
@@ -104,12 +150,16 @@ class Reconstructor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, eval_cfg: EvalConfig | None = None, device: str | torch.device | None = None
+        cls,
+        path: str | Path,
+        eval_cfg: EvalConfig | None = None,
+        device: str | torch.device | None = None,
+        reconstruct_cfg: ReconstructConfig | None = None,
     ) -> "Reconstructor":
         from ..training.checkpoint import load_model
 
         model, cfg = load_model(path, device=device or default_device())
-        return cls(model, cfg, eval_cfg)
+        return cls(model, cfg, eval_cfg, reconstruct_cfg)
 
     @property
     def image_size(self) -> int:
@@ -171,8 +221,8 @@ class Reconstructor:
 
         return query
 
-    def reconstruct(self, left: ImageInput, right: ImageInput) -> trimesh.Trimesh:
-        """The mesh (rig frame) of the object in a stereo pair; may be empty if nothing is occupied."""
+    def raw_mesh(self, left: ImageInput, right: ImageInput) -> trimesh.Trimesh:
+        """The marching-cubes mesh (rig frame), not simplified; empty if nothing is occupied."""
         left_arr, right_arr = self.prepare(left, right)
         to_tensor = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1).float() / 255.0  # noqa: E731
         code = encode_pair(self.model, to_tensor(left_arr), to_tensor(right_arr))
@@ -186,6 +236,83 @@ class Reconstructor:
         )
         return mesh
 
+    def reconstruct(self, left: ImageInput, right: ImageInput, max_faces: int | None = None) -> trimesh.Trimesh:
+        """The mesh (rig frame) of the object in a stereo pair; may be empty if nothing is occupied.
+
+        Simplified to at most ``max_faces`` faces (default ``reconstruct.max_faces``; 0 = the raw
+        marching-cubes mesh), staying closed.
+        """
+        return simplify_mesh(self.raw_mesh(left, right), self.max_faces if max_faces is None else max_faces)
+
+    def _empty_mesh_message(self) -> str:
+        return (
+            f"no point reached occupancy {self.eval_cfg.threshold} "
+            "(is the object centred in both images? try a lower eval.threshold)"
+        )
+
+    def reconstruct_many(
+        self,
+        pairs: Iterable[Pair | tuple[ImageInput, ImageInput]],
+        *,
+        max_faces: int | None = None,
+        calibration: Calibration | None = None,
+    ) -> Iterator[PairResult]:
+        """Reconstruct pair after pair, yielding a :class:`PairResult` as each one finishes.
+
+        ``pairs`` are :class:`~.pairs.Pair` records (e.g. from :func:`~.pairs.find_pairs`) or
+        ``(left, right)`` tuples, named by their position. A pair with bad input (a
+        :class:`UserError`, or an :class:`InputWarning` that the warning filters turn into an error)
+        fails alone: its result holds the error and the next pair goes on. Warnings are collected
+        into each result rather than shown. ``calibration`` is checked against every pair.
+        """
+        _check_max_faces(max_faces)
+        budget = self.max_faces if max_faces is None else max_faces
+        for index, pair in enumerate(pairs):
+            if isinstance(pair, Pair):
+                name, left, right = pair.name, pair.left, pair.right
+            else:
+                (left, right), name = pair, str(index)
+            start = time.perf_counter()
+            mesh, error, raw_faces = None, None, 0
+            with warnings.catch_warnings(record=True) as caught:
+                try:
+                    left_img, right_img = open_image(left, "left"), open_image(right, "right")
+                    if calibration is not None and left_img.size == right_img.size:
+                        self.check_calibration(calibration, *left_img.size)
+                    raw = self.raw_mesh(left_img, right_img)
+                    raw_faces = len(raw.faces)
+                    if raw_faces == 0:
+                        raise UserError(self._empty_mesh_message())
+                    mesh = simplify_mesh(raw, budget)
+                except (UserError, InputWarning) as exc:
+                    mesh, error = None, str(exc)
+            yield PairResult(
+                name=name,
+                mesh=mesh,
+                seconds=time.perf_counter() - start,
+                error=error,
+                raw_faces=raw_faces,
+                warnings=[str(w.message) for w in caught],
+            )
+
+
+def describe_mesh(mesh: trimesh.Trimesh, raw_faces: int, *notes: str) -> str:
+    """``4,812 vertices, 9,620 faces[, notes][; simplified from 31,200 faces]``."""
+    text = ", ".join((f"{len(mesh.vertices):,} vertices", f"{len(mesh.faces):,} faces") + notes)
+    if raw_faces > len(mesh.faces):
+        text += f"; simplified from {raw_faces:,} faces"
+    return text
+
+
+def _check_max_faces(max_faces: int | None) -> None:
+    if max_faces is not None and max_faces < 0:
+        raise UserError(f"--max-faces must be 0 (no simplification) or positive (got {max_faces})")
+
+
+def _check_suffix(out: Path) -> None:
+    if out.suffix.lower() not in MESH_SUFFIXES:
+        raise UserError(f"{out}: unsupported mesh format {out.suffix or '(none)'!r}; use .ply, .obj or .glb")
+
 
 def reconstruct_files(
     checkpoint: str | Path,
@@ -194,22 +321,105 @@ def reconstruct_files(
     out: str | Path,
     calibration: str | Path | None = None,
     eval_cfg: EvalConfig | None = None,
+    *,
+    reconstruct_cfg: ReconstructConfig | None = None,
+    max_faces: int | None = None,
+    started: float | None = None,
 ) -> Path:
-    """Read a stereo pair, reconstruct, and write the mesh to ``out`` (.ply, .obj or .glb)."""
+    """Read a stereo pair, reconstruct, and write the mesh to ``out`` (.ply, .obj or .glb).
+
+    Prints what it wrote and the time since ``started`` (a ``time.perf_counter()`` value; default:
+    when this function was called), with the model load and the reconstruction on their own.
+    """
+    started = time.perf_counter() if started is None else started
     out = Path(out)
-    if out.suffix.lower() not in MESH_SUFFIXES:
-        raise UserError(f"{out}: unsupported mesh format {out.suffix or '(none)'!r}; use .ply, .obj or .glb")
+    _check_suffix(out)
+    _check_max_faces(max_faces)
     left_img, right_img = open_image(left, "left"), open_image(right, "right")
     cal = load_calibration(calibration) if calibration is not None else None
-    reconstructor = Reconstructor.from_checkpoint(checkpoint, eval_cfg)
+    t_load = time.perf_counter()
+    reconstructor = Reconstructor.from_checkpoint(checkpoint, eval_cfg, reconstruct_cfg=reconstruct_cfg)
+    t_work = time.perf_counter()
     if cal is not None and left_img.size == right_img.size:  # a size mismatch is reported below
         reconstructor.check_calibration(cal, *left_img.size)
-    mesh = reconstructor.reconstruct(left_img, right_img)
-    if len(mesh.faces) == 0:
-        raise UserError(
-            f"no point reached occupancy {reconstructor.eval_cfg.threshold}: nothing to write to {out} "
-            "(is the object centred in both images? try a lower eval.threshold)"
-        )
+    raw = reconstructor.raw_mesh(left_img, right_img)
+    if len(raw.faces) == 0:
+        raise UserError(f"{reconstructor._empty_mesh_message()}: nothing written to {out}")
+    mesh = simplify_mesh(raw, reconstructor.max_faces if max_faces is None else max_faces)
+    t_done = time.perf_counter()
     save_mesh(mesh, out)
-    print(f"wrote {out} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces, rig frame)")
+    print(
+        f"wrote {out} ({describe_mesh(mesh, len(raw.faces), 'rig frame')}) in {time.perf_counter() - started:.2f} s "
+        f"(model load {t_work - t_load:.2f} s, reconstruction {t_done - t_work:.2f} s)"
+    )
     return out
+
+
+def reconstruct_folder(
+    checkpoint: str | Path,
+    pairs: str | Path | Sequence[Pair],
+    out: str | Path,
+    *,
+    fmt: str = "ply",
+    calibration: str | Path | None = None,
+    eval_cfg: EvalConfig | None = None,
+    reconstruct_cfg: ReconstructConfig | None = None,
+    max_faces: int | None = None,
+    started: float | None = None,
+) -> list[PairResult]:
+    """Reconstruct every pair (a folder or list file for :func:`~.pairs.find_pairs`, or the pairs) and
+    write ``out/<name>.<fmt>`` for each, loading the model once.
+
+    Shows a progress bar, prints one line per pair and a summary; a pair that fails is reported and
+    the others go on. Returns the results (meshes dropped once written): check ``result.ok``.
+    """
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter() if started is None else started
+    _check_max_faces(max_faces)
+    fmt = fmt.lower().lstrip(".")
+    if f".{fmt}" not in MESH_SUFFIXES:
+        raise UserError(f"unsupported mesh format {fmt!r}; use ply, obj or glb")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; with --pairs it is the folder the meshes go to")
+    pair_list = find_pairs(pairs) if isinstance(pairs, (str, Path)) else list(pairs)
+    cal = load_calibration(calibration) if calibration is not None else None
+    t_load = time.perf_counter()
+    reconstructor = Reconstructor.from_checkpoint(checkpoint, eval_cfg, reconstruct_cfg=reconstruct_cfg)
+    load_seconds = time.perf_counter() - t_load
+    out.mkdir(parents=True, exist_ok=True)
+
+    results: list[PairResult] = []
+    with tqdm(total=len(pair_list), desc="reconstruct", unit="pair", dynamic_ncols=True) as bar:
+        for result in reconstructor.reconstruct_many(pair_list, max_faces=max_faces, calibration=cal):
+            for message in result.warnings:
+                bar.write(f"warning: {result.name}: {message}", file=sys.stderr)
+            if result.mesh is not None:
+                t_save = time.perf_counter()
+                path = save_mesh(result.mesh, out / f"{result.name}.{fmt}")
+                result.seconds += time.perf_counter() - t_save
+                bar.write(f"wrote {path} ({describe_mesh(result.mesh, result.raw_faces)}) in {result.seconds:.2f} s")
+                result.mesh = None  # written: do not hold every mesh in memory
+            else:
+                bar.write(f"failed: {result.name}: {result.error}", file=sys.stderr)
+            results.append(result)
+            bar.update()
+    print(_summary(results, out, time.perf_counter() - started, load_seconds))
+    return results
+
+
+def _summary(results: list[PairResult], out: Path, total: float, load_seconds: float) -> str:
+    written = [r for r in results if r.ok]
+    failed = [r.name for r in results if not r.ok]
+    times = f"model load {load_seconds:.2f} s"
+    if results:
+        times += f", first pair {results[0].seconds:.2f} s"
+    later = [r.seconds for r in results[1:] if r.ok]
+    if later:
+        times += f", then {sum(later) / len(later):.2f} s per pair"
+    noun = "mesh" if len(written) == 1 else "meshes"
+    line = f"wrote {len(written)} {noun} to {out} in {total:.2f} s ({times})"
+    if failed:
+        line += f"; {len(failed)} of {len(results)} pairs failed: {', '.join(failed)}"
+    return line
