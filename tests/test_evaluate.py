@@ -39,7 +39,7 @@ class OracleModel(torch.nn.Module):
         self.rotation = rotation
         self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the model a device
 
-    def encode(self, left, right):
+    def encode(self, left, right, cameras):
         return torch.zeros(left.shape[0], 1)
 
     def decode(self, points, code):

@@ -138,7 +138,8 @@ class _Sphere(torch.nn.Module):
         super().__init__()
         self.radius = radius
 
-    def forward(self, left, right, points):
+    def forward(self, left, right, points, cameras):
+        assert cameras.K.shape == (len(points), 2, 3, 3)  # every batch brings its cameras
         return 20.0 * (self.radius - points.norm(dim=-1))
 
 
@@ -147,7 +148,11 @@ def test_evaluate_points_computes_volumetric_iou():
     points = torch.rand(2, 4000, 3) * 2 - 1
     inside = (points.norm(dim=-1) < 0.5).float()
     images = torch.zeros(2, 3, 8, 8)
-    items = [{"left": images[i], "right": images[i], "points": points[i], "occupancies": inside[i]} for i in range(2)]
+    K, w2c = torch.eye(3).expand(2, 3, 3), torch.eye(4).expand(2, 4, 4)
+    items = [
+        {"left": images[i], "right": images[i], "points": points[i], "occupancies": inside[i], "K": K, "world_to_cam": w2c}
+        for i in range(2)
+    ]
     _, iou = evaluate_points(_Sphere(0.5), items, threshold=0.5)
     assert iou == pytest.approx(1.0)
     _, iou = evaluate_points(_Sphere(0.4), items, threshold=0.5)

@@ -136,6 +136,11 @@ class ModelConfig:
     max_disparity: int = 0
     feature_dim: int = 32  # stereo feature channels
     correlation_groups: int = 8  # stereo group-wise correlation groups (feature_dim % groups == 0)
+    # Camera-aware models (rig-stereo, rig-mono; models/rig_volume.py); the decoder uses hidden_dim
+    # and n_blocks.
+    image_channels: int = 32  # first stage of the image features (the merged map has twice as many)
+    volume_channels: int = 16
+    volume_resolution: int = 16  # voxels per side of the rig-frame volume over the object's sphere
 
 
 @dataclass
@@ -153,6 +158,8 @@ class TrainConfig:
     val_batch_size: int = 16  # objects per validation forward pass
     train_objects: int = 0  # 0 = the whole train split; N = its first N objects (overfitting checks)
     train_views: int = 0  # 0 = every stored view; N = the first N views of each object
+    lr_schedule: str = "constant"  # constant (the study) | cosine (decay to 0 over `iterations`)
+    warmup_iterations: int = 0  # linear warm-up from lr / warmup_iterations
 
 
 @dataclass
@@ -253,6 +260,8 @@ def validate(cfg: Config) -> None:
     s = cfg.dataset.splits
     if abs(s.train + s.val + s.test - 1.0) > 1e-6:
         raise UserError(f"dataset.splits must add up to 1 (got {s.train + s.val + s.test})")
+    if cfg.train.lr_schedule not in ("constant", "cosine"):
+        raise UserError(f"train.lr_schedule must be constant or cosine (got {cfg.train.lr_schedule!r})")
     if cfg.train.precision not in ("auto", "fp32", "bf16"):
         raise UserError(f"train.precision must be auto, fp32 or bf16 (got {cfg.train.precision!r})")
 

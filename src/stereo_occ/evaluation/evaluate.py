@@ -27,7 +27,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from ..config import CATEGORIES, EvalConfig
 from ..errors import UserError
 from ..files import write_atomic
+from ..models.cameras import Cameras
 from .metrics import SurfaceSample, compare_surfaces, iou, is_empty, mesh_contains, probability_iou, summarize
 from .mise import extract_mesh, save_mesh
 
@@ -68,21 +69,26 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.inference_mode()
 def decode_probs(
-    model: torch.nn.Module, code: torch.Tensor, points: np.ndarray | torch.Tensor, batch_points: int
+    model: torch.nn.Module, conditioning: Any, points: np.ndarray | torch.Tensor, batch_points: int
 ) -> np.ndarray:
-    """Occupancy probabilities (N,) of rig-frame points for one code (1, C), in batches."""
+    """Occupancy probabilities (N,) of rig-frame points for one encoded pair, in batches."""
     points = torch.as_tensor(points, dtype=torch.float32)
+    device = model_device(model)
     out = []
     for start in range(0, len(points), batch_points):
-        chunk = points[start : start + batch_points].to(code.device)[None]
-        out.append(torch.sigmoid(model.decode(chunk, code)[0].float()).cpu())
+        chunk = points[start : start + batch_points].to(device)[None]
+        out.append(torch.sigmoid(model.decode(chunk, conditioning)[0].float()).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 
 def occupancy_query(
-    model: torch.nn.Module, code: torch.Tensor, batch_points: int, rotation: np.ndarray | None = None
+    model: torch.nn.Module, conditioning: Any, batch_points: int, rotation: np.ndarray | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The network as a function of points for MISE.
 
@@ -93,16 +99,16 @@ def occupancy_query(
     def query(points: np.ndarray) -> np.ndarray:
         if rotation is not None:
             points = points @ np.asarray(rotation, dtype=np.float32).T
-        return decode_probs(model, code, points, batch_points)
+        return decode_probs(model, conditioning, points, batch_points)
 
     return query
 
 
 @torch.inference_mode()
-def encode_pair(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Code (1, C) of one stereo pair given as float (3, H, W) tensors in [0, 1]."""
-    device = next(model.parameters()).device
-    return model.encode(left[None].to(device), right[None].to(device))
+def encode_pair(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, cameras: Cameras) -> Any:
+    """The conditioning of one stereo pair given as float (3, H, W) tensors in [0, 1] and its cameras."""
+    device = model_device(model)
+    return model.encode(left[None].to(device), right[None].to(device), cameras.to(device))
 
 
 def select_objects(categories: list[str], max_objects: int) -> list[int]:
@@ -154,7 +160,8 @@ def evaluate_item(
 ) -> tuple[ObjectResult, object]:
     """All metrics of one dataset item, and its predicted mesh (rig frame)."""
     start = time.perf_counter()
-    code = encode_pair(model, item["left"], item["right"])
+    cameras = Cameras.from_arrays(item["K"], item["world_to_cam"], tuple(item["left"].shape[-1:-3:-1]))
+    code = encode_pair(model, item["left"], item["right"], cameras)
     rotation = item["rotation"].numpy().astype(np.float64)
     probs = decode_probs(model, code, truth.points @ rotation.T, eval_cfg.batch_points)
 

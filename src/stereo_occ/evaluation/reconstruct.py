@@ -7,8 +7,11 @@ can be done honestly, and anything we change is said out loud (an :class:`InputW
 * images with transparency are composited on the training background colour;
 * square images of another resolution are resized to the training resolution; other aspect ratios
   are refused (cropping is the user's call: where the object is matters);
-* a calibration that differs from the training rig is reported, but cannot be used: the models
-  take no camera input yet (docs/reconstruct.md).
+* the cameras: without a calibration, the training rig stored in the checkpoint; with one
+  (``--calibration``), its K and extrinsics, rescaled with the images. Camera-aware models
+  (``rig-stereo``, ``rig-mono``) project every point with them; the study's models take no camera
+  input and assume the training rig, so for them a different calibration is only reported. Either
+  way a calibration far from the training rig is reported (docs/reconstruct.md).
 
 The mesh is in the rig frame (object centre at the origin, OpenCV-style axes of docs/geometry.md),
 decimated to at most ``reconstruct.max_faces`` faces (:func:`~.simplify.simplify_mesh`).
@@ -36,6 +39,7 @@ from PIL import Image, UnidentifiedImageError
 from ..config import Config, EvalConfig, ReconstructConfig
 from ..data.rig import StereoRig
 from ..errors import UserError
+from ..models.cameras import Cameras
 from .calibration import Calibration, differences_from_rig, load_calibration
 from .evaluate import decode_probs, default_device, encode_pair
 from .mise import MESH_SUFFIXES, extract_mesh, save_mesh
@@ -144,9 +148,11 @@ class Reconstructor:
         padding = cfg.dataset.occupancy.padding
         # The normalised object lies inside the unit cube, hence inside its circumsphere at any rotation.
         self.object_radius = math.sqrt(3.0) / 2.0 + padding / 2.0
-        # Grid: the box around that sphere, at the cell size evaluation uses on the padded box.
+        # Grid: the box around that sphere (the pose is unknown), eval.mise_resolution cells a side
+        # refined eval.mise_steps times: 128^3 over the sphere's box by default, as fast as evaluation.
         self.box = self.object_radius
-        self.resolution = math.ceil(self.eval_cfg.mise_resolution * self.box / (0.5 + padding / 2.0))
+        self.resolution = self.eval_cfg.mise_resolution
+        self.uses_cameras = bool(getattr(model.encoder, "uses_cameras", False))
 
     @classmethod
     def from_checkpoint(
@@ -200,12 +206,22 @@ class Reconstructor:
             raise UserError(f"the calibration is for {w}x{h} images but the images are {width}x{height}")
         differences = differences_from_rig(calibration, self.rig)
         if differences:
-            _warn(
-                "the calibration differs from the rig the model was trained on ("
-                + "; ".join(differences)
-                + "); the model takes no camera input and assumes the training rig, so expect a worse mesh"
+            consequence = (
+                "the model projects with the given cameras, but far from its training rig expect a worse mesh"
+                if self.uses_cameras
+                else "this model takes no camera input and assumes the training rig, so expect a worse mesh"
             )
+            _warn("the calibration differs from the rig the model was trained on (" + "; ".join(differences) + f"); {consequence}")
         return differences
+
+    def cameras(self, calibration: Calibration | None = None) -> Cameras:
+        """The cameras at the training resolution: the calibration's (rescaled) or the training rig's."""
+        size = self.image_size
+        if calibration is None:
+            return Cameras.from_arrays(np.stack([self.rig.K, self.rig.K]), self.rig.world_to_cam, size)
+        if tuple(calibration.image_size) != (size, size):
+            calibration = calibration.resized(size, size)
+        return Cameras.from_arrays(calibration.K, calibration.world_to_cam, size)
 
     def occupancy(self, code: torch.Tensor):
         """The network as a MISE query; zero outside the sphere any object must lie in."""
@@ -221,11 +237,19 @@ class Reconstructor:
 
         return query
 
-    def raw_mesh(self, left: ImageInput, right: ImageInput) -> trimesh.Trimesh:
-        """The marching-cubes mesh (rig frame), not simplified; empty if nothing is occupied."""
+    def raw_mesh(
+        self, left: ImageInput, right: ImageInput, calibration: Calibration | None = None
+    ) -> trimesh.Trimesh:
+        """The marching-cubes mesh (rig frame), not simplified; empty if nothing is occupied.
+
+        ``calibration`` (for the images as given) replaces the training rig's cameras.
+        """
+        left, right = open_image(left, "left"), open_image(right, "right")
+        if calibration is not None and left.size == right.size:  # a size mismatch is reported by prepare
+            self.check_calibration(calibration, *left.size)
         left_arr, right_arr = self.prepare(left, right)
         to_tensor = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1).float() / 255.0  # noqa: E731
-        code = encode_pair(self.model, to_tensor(left_arr), to_tensor(right_arr))
+        code = encode_pair(self.model, to_tensor(left_arr), to_tensor(right_arr), self.cameras(calibration))
         mesh, _ = extract_mesh(
             self.occupancy(code),
             resolution=self.resolution,
@@ -236,13 +260,20 @@ class Reconstructor:
         )
         return mesh
 
-    def reconstruct(self, left: ImageInput, right: ImageInput, max_faces: int | None = None) -> trimesh.Trimesh:
+    def reconstruct(
+        self,
+        left: ImageInput,
+        right: ImageInput,
+        max_faces: int | None = None,
+        calibration: Calibration | None = None,
+    ) -> trimesh.Trimesh:
         """The mesh (rig frame) of the object in a stereo pair; may be empty if nothing is occupied.
 
         Simplified to at most ``max_faces`` faces (default ``reconstruct.max_faces``; 0 = the raw
         marching-cubes mesh), staying closed.
         """
-        return simplify_mesh(self.raw_mesh(left, right), self.max_faces if max_faces is None else max_faces)
+        mesh = self.raw_mesh(left, right, calibration)
+        return simplify_mesh(mesh, self.max_faces if max_faces is None else max_faces)
 
     def _empty_mesh_message(self) -> str:
         return (
@@ -276,10 +307,7 @@ class Reconstructor:
             mesh, error, raw_faces = None, None, 0
             with warnings.catch_warnings(record=True) as caught:
                 try:
-                    left_img, right_img = open_image(left, "left"), open_image(right, "right")
-                    if calibration is not None and left_img.size == right_img.size:
-                        self.check_calibration(calibration, *left_img.size)
-                    raw = self.raw_mesh(left_img, right_img)
+                    raw = self.raw_mesh(left, right, calibration)
                     raw_faces = len(raw.faces)
                     if raw_faces == 0:
                         raise UserError(self._empty_mesh_message())
@@ -340,9 +368,7 @@ def reconstruct_files(
     t_load = time.perf_counter()
     reconstructor = Reconstructor.from_checkpoint(checkpoint, eval_cfg, reconstruct_cfg=reconstruct_cfg)
     t_work = time.perf_counter()
-    if cal is not None and left_img.size == right_img.size:  # a size mismatch is reported below
-        reconstructor.check_calibration(cal, *left_img.size)
-    raw = reconstructor.raw_mesh(left_img, right_img)
+    raw = reconstructor.raw_mesh(left_img, right_img, cal)
     if len(raw.faces) == 0:
         raise UserError(f"{reconstructor._empty_mesh_message()}: nothing written to {out}")
     mesh = simplify_mesh(raw, reconstructor.max_faces if max_faces is None else max_faces)

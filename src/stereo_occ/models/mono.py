@@ -24,7 +24,8 @@ class MonoEncoder(nn.Module):
         self.backbone = ResNet18(num_classes=None)
         self.fc = nn.Linear(self.backbone.out_channels, code_dim)
 
-    def forward(self, left: Tensor, right: Optional[Tensor] = None) -> Tensor:
+    def forward(self, left: Tensor, right: Optional[Tensor] = None, cameras: object = None) -> Tensor:
+        """The code of the left image; like the study's model it ignores the cameras."""
         return self.fc(self.backbone(self.normalize(left)))
 
     def load_resnet18_weights(self, state_dict: Mapping[str, Tensor]) -> None:

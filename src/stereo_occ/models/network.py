@@ -1,21 +1,26 @@
-"""The occupancy network: an image encoder and a point decoder joined by a code.
+"""The occupancy network: an image encoder and a point decoder joined by a conditioning.
 
-``encode`` runs once per stereo pair, ``decode`` as often as there are points to ask about (mesh
-extraction queries hundreds of thousands of points against one code), so the two are separate
-methods; ``forward`` is the training path that does both.
+One API for every kind of model. ``encode(left, right, cameras)`` runs once per stereo pair and
+returns whatever conditions the decoder: a code tensor (the study's models, which ignore the
+cameras), or feature maps and a volume with the cameras that place them (``rig_volume.py``).
+``decode(points, conditioning)`` runs as often as there are points to ask about (mesh extraction
+queries hundreds of thousands of points against one encoding), so the two are separate methods;
+``forward`` is the training path that does both. Cameras are a :class:`~.cameras.Cameras` record.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 from torch import Tensor, nn
+
+from .cameras import Cameras
 
 from ..errors import UserError
 
 
 class OccupancyNetwork(nn.Module):
-    """``encoder(left, right) -> code``; ``decoder(points, code) -> logits``.
+    """``encoder(left, right, cameras) -> conditioning``; ``decoder(points, conditioning) -> logits``.
 
     Images are float ``(B, 3, H, W)`` in [0, 1] (normalisation is the encoder's job); points are
     ``(B, N, 3)`` in the rig frame; logits are ``(B, N)`` (occupied where sigmoid >= threshold).
@@ -26,22 +31,22 @@ class OccupancyNetwork(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
 
-    def encode(self, left: Tensor, right: Tensor) -> Tensor:
+    def encode(self, left: Tensor, right: Tensor, cameras: Cameras | None = None) -> Any:
         if left.dim() != 4 or left.shape[1] != 3:
             raise UserError(f"left image batch must be (B, 3, H, W), got {tuple(left.shape)}")
         if left.shape != right.shape:
             raise UserError(
                 f"left and right images differ in size: {tuple(left.shape[-2:])} vs {tuple(right.shape[-2:])}"
             )
-        return self.encoder(left, right)
+        return self.encoder(left, right, cameras)
 
-    def decode(self, points: Tensor, code: Tensor) -> Tensor:
+    def decode(self, points: Tensor, conditioning: Any) -> Tensor:
         if points.dim() != 3 or points.shape[-1] != 3:
             raise ValueError(f"points must be (B, N, 3), got {tuple(points.shape)}")
-        return self.decoder(points, code)
+        return self.decoder(points, conditioning)
 
-    def forward(self, left: Tensor, right: Tensor, points: Tensor) -> Tensor:
-        return self.decode(points, self.encode(left, right))
+    def forward(self, left: Tensor, right: Tensor, points: Tensor, cameras: Cameras | None = None) -> Tensor:
+        return self.decode(points, self.encode(left, right, cameras))
 
     def load_resnet18_weights(self, state_dict: Mapping[str, Tensor]) -> None:
         """Initialise the encoder's ResNet-18 from a torchvision-format ImageNet state dict.

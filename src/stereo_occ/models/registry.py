@@ -1,4 +1,4 @@
-"""Model names -> builders. A new model is one line: ``MODELS["name"] = build_name``.
+"""Model names -> builders. A new model is one file with its builder plus one line here.
 
 A builder takes the model config and the rig config (the stereo encoder sizes its cost volume from
 the rig geometry) and returns an untrained :class:`OccupancyNetwork`.
@@ -13,6 +13,7 @@ from ..errors import UserError
 from .decoder import OccupancyDecoder
 from .mono import MonoEncoder
 from .network import OccupancyNetwork
+from .rig_volume import build_rig_mono, build_rig_stereo
 from .stereo import StereoEncoder, stereo_shifts
 
 ModelBuilder = Callable[[ModelConfig, RigConfig], OccupancyNetwork]
@@ -46,6 +47,8 @@ def build_stereo(cfg: ModelConfig, rig_cfg: RigConfig) -> OccupancyNetwork:
 MODELS: dict[str, ModelBuilder] = {
     "mono": build_mono,
     "stereo": build_stereo,
+    "rig-stereo": build_rig_stereo,
+    "rig-mono": build_rig_mono,
 }
 
 

@@ -102,7 +102,8 @@ class StereoEncoder(nn.Module):
         )
         self.fc = nn.Linear(512, code_dim)
 
-    def forward(self, left: Tensor, right: Tensor) -> Tensor:
+    def forward(self, left: Tensor, right: Tensor, cameras: object = None) -> Tensor:
+        """The code of a pair; like the study's model it assumes the training rig and ignores ``cameras``."""
         b = left.shape[0]
         feats = self.features(torch.cat([left, right], 0))  # one pass through the shared weights
         left_feat, right_feat = feats[:b], feats[b:]

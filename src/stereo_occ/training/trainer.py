@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import random
 import time
@@ -31,9 +32,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..config import Config, DatasetConfig, from_dict, to_dict
+from ..config import Config, DatasetConfig, TrainConfig, from_dict, to_dict
 from ..errors import UserError
 from ..files import write_atomic
+from ..models.cameras import Cameras
 from .checkpoint import (
     FORMAT_VERSION,
     capture_rng_state,
@@ -110,8 +112,9 @@ def evaluate_points(
         for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0):
             left, right = batch["left"].to(device), batch["right"].to(device)
             points, occ = batch["points"].to(device), batch["occupancies"].to(device)
+            cameras = Cameras.from_batch(batch).to(device)
             with autocast(device, amp_dtype):
-                logits = model(left, right, points)
+                logits = model(left, right, points, cameras)
             logits = logits.float()
             loss_sum += float(F.binary_cross_entropy_with_logits(logits, occ, reduction="sum"))
             n_points += occ.numel()
@@ -242,6 +245,18 @@ def _config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 def _write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=1))
+
+
+def learning_rate(tc: TrainConfig, iteration: int) -> float:
+    """The learning rate of step ``iteration`` (0-based): linear warm-up, then constant or cosine decay.
+
+    A function of the step alone, so a resumed run continues on the same curve.
+    """
+    warm = min(1.0, (iteration + 1) / tc.warmup_iterations) if tc.warmup_iterations > 0 else 1.0
+    if tc.lr_schedule == "cosine":
+        progress = min(1.0, iteration / max(1, tc.iterations))
+        return tc.lr * warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return tc.lr * warm
 
 
 class _Run:
@@ -431,6 +446,11 @@ class _Run:
             },
         )
 
+    def _set_learning_rate(self) -> None:
+        lr = learning_rate(self.tc, self.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def _loop(self, loader: DataLoader, val_set: Dataset | None, metrics, writer, bar) -> None:
         device, main, tc = self.ctx.device, self.ctx.is_main, self.tc
         window_loss = torch.zeros((), device=device)
@@ -441,8 +461,10 @@ class _Run:
             right = batch["right"].to(device, non_blocking=True)
             points = batch["points"].to(device, non_blocking=True)
             occ = batch["occupancies"].to(device, non_blocking=True)
+            cameras = Cameras.from_batch(batch).to(device)
+            self._set_learning_rate()
             with autocast(device, self.amp_dtype):
-                logits = self.ddp(left, right, points)
+                logits = self.ddp(left, right, points, cameras)
             loss = F.binary_cross_entropy_with_logits(logits.float(), occ)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

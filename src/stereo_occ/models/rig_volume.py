@@ -1,0 +1,259 @@
+"""Camera-aware models: pixel-aligned features of both views and a feature volume in the rig frame.
+
+The study's models squeeze a stereo pair into one global code, and the decoder has to recover from
+it where, at a random rotation, every thin wall of the object is. These models keep the geometry
+instead. The rig is calibrated (``K`` and ``world_to_cam`` come with every view, and with the
+checkpoint), so a query point can be projected into both images:
+
+1. **Image features** (:class:`ImageFeatures`, shared by both views): three small convolutional
+   stages at full, 1/2 and 1/4 resolution, merged into one map at 1/2 resolution (32 x 32 for 64 px
+   images). GroupNorm, not BatchNorm: the statistics do not depend on the batch, so validation does
+   not jump with them.
+2. **Rig-frame volume** (:class:`RigVolumeEncoder`): the centres of a ``G^3`` grid over the sphere
+   any object lies in are projected into both views and the two features compared there (mean,
+   squared difference, product: where they agree, a surface can be); a small 3D U-Net turns this
+   matching evidence into a volume that also completes the side neither camera sees.
+3. **Decoder** (:class:`PointDecoder`): per query point, the volume feature (trilinear), the same
+   comparison of its two pixel features (bilinear, at the projection: the fine detail the coarse
+   volume cannot hold), and a positional encoding, through residual blocks without normalisation.
+
+The mono twin (``views=1``) is the same network on the left view only: the volume and the decoder get
+the left feature and the point's depth in front of the left camera instead of the comparison, so the
+two differ exactly in what the second view adds. Encoding returns a :class:`RigConditioning`; decoding
+is cheap per point and batched, so mesh extraction queries millions of points against one encoding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ModelConfig, RigConfig
+from ..errors import UserError
+from .cameras import LEFT, RIGHT, Cameras
+from .network import OccupancyNetwork
+
+OBJECT_RADIUS = math.sqrt(3.0) / 2.0
+"""Any rotation of an object normalised into the unit cube lies in this sphere (object units)."""
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, channels), channels)
+
+
+def conv_gn_relu(in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_ch, out_ch, 3, stride, padding=dilation, dilation=dilation, bias=False),
+        group_norm(out_ch),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class ImageFeatures(nn.Module):
+    """``(B, 3, H, W)`` in [0, 1] -> ``(B, out_channels, H/2, W/2)`` features with a wide receptive field."""
+
+    def __init__(self, channels: int = 32) -> None:
+        super().__init__()
+        c = channels
+        self.stage1 = nn.Sequential(*conv_gn_relu(3, c), *conv_gn_relu(c, c))
+        self.stage2 = nn.Sequential(*conv_gn_relu(c, 2 * c, stride=2), *conv_gn_relu(2 * c, 2 * c))
+        self.stage3 = nn.Sequential(*conv_gn_relu(2 * c, 2 * c, stride=2), *conv_gn_relu(2 * c, 2 * c, dilation=2))
+        self.merge = nn.Conv2d(c + 4 * c, 2 * c, 1)
+        self.out_channels = 2 * c
+
+    def forward(self, images: Tensor) -> Tensor:
+        full = self.stage1((images - 0.5) / 0.25)
+        half = self.stage2(full)
+        quarter = self.stage3(half)
+        size = half.shape[-2:]
+        merged = torch.cat(
+            [F.avg_pool2d(full, 2), half, F.interpolate(quarter, size=size, mode="bilinear", align_corners=False)], 1
+        )
+        return self.merge(merged)
+
+
+class VolumeBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv3d(in_ch, out_ch, 3, stride, 1, bias=False),
+            group_norm(out_ch),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(out_ch, out_ch, 3, 1, 1, bias=False),
+            group_norm(out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class VolumeUNet(nn.Module):
+    """A three-level 3D U-Net: context from 1/4 resolution, detail from the skip connections."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        c = channels
+        self.down0 = VolumeBlock(c, c)
+        self.down1 = VolumeBlock(c, 2 * c, stride=2)
+        self.down2 = VolumeBlock(2 * c, 2 * c, stride=2)
+        self.up1 = nn.Conv3d(4 * c, 2 * c, 3, 1, 1)
+        self.up0 = nn.Conv3d(3 * c, c, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a = self.down0(x)
+        b = self.down1(a)
+        c = self.down2(b)
+        up = lambda t, like: F.interpolate(t, size=like.shape[-3:], mode="trilinear", align_corners=False)  # noqa: E731
+        b = F.relu(self.up1(torch.cat([b, up(c, b)], 1)))
+        return F.relu(self.up0(torch.cat([a, up(b, a)], 1)))
+
+
+def positional_encoding(points: Tensor, frequencies: int) -> Tensor:
+    """``(..., 3)`` -> ``(..., 3 + 6 * frequencies)``: the point and sines/cosines of it at octaves."""
+    scales = (2.0 ** torch.arange(frequencies, device=points.device, dtype=points.dtype)) * math.pi
+    angles = (points[..., None] * scales).flatten(-2)
+    return torch.cat([points, torch.sin(angles), torch.cos(angles)], -1)
+
+
+@dataclass
+class RigConditioning:
+    """What conditions the decoder: both views' feature maps, the rig-frame volume, the cameras."""
+
+    left: Tensor  # (B, C, h, w)
+    right: Tensor | None  # (B, C, h, w); None for the mono twin
+    volume: Tensor  # (B, C3, G, G, G), axes (z, y, x) over [-extent, extent]^3
+    cameras: Cameras
+
+
+class RigVolumeEncoder(nn.Module):
+    """``left, right, cameras`` -> :class:`RigConditioning` (``views=1``: the left view only)."""
+
+    uses_cameras = True  # reconstruction projects with a user's calibration instead of the training rig
+
+    def __init__(
+        self,
+        views: int = 2,
+        feature_channels: int = 32,
+        volume_channels: int = 16,
+        volume_resolution: int = 16,
+        extent: float = OBJECT_RADIUS,
+    ) -> None:
+        super().__init__()
+        if views not in (1, 2):
+            raise UserError(f"a rig model sees 1 or 2 views (got {views})")
+        self.views = views
+        self.extent = extent
+        self.features = ImageFeatures(feature_channels)
+        self.feature_dim = self.features.out_channels
+        self.point_dim = point_feature_dim(self.feature_dim, views)
+        self.lift = nn.Conv3d(self.point_dim, volume_channels, 1)
+        self.unet = VolumeUNet(volume_channels)
+        self.volume_channels = volume_channels
+        axis = torch.linspace(-extent, extent, volume_resolution)
+        z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+        # Voxel centres in (z, y, x) memory order, as (x, y, z) points: the order grid_sample reads.
+        self.register_buffer("voxel_centers", torch.stack([x, y, z], -1).reshape(-1, 3), persistent=False)
+        self.resolution = volume_resolution
+
+    def forward(self, left: Tensor, right: Tensor, cameras: Cameras | None = None) -> RigConditioning:
+        if cameras is None:
+            raise UserError("this model uses the cameras: pass the stereo rig (K and world_to_cam)")
+        b = left.shape[0]
+        cameras = cameras.to(left.device).expand(b)
+        if self.views == 2:
+            maps = self.features(torch.cat([left, right], 0))
+            left_map, right_map = maps[:b], maps[b:]
+        else:
+            left_map, right_map = self.features(left), None
+        centers = self.voxel_centers[None].expand(b, -1, -1)
+        per_voxel = point_features(centers, left_map, right_map, cameras)  # (B, G^3, C)
+        g = self.resolution
+        volume = per_voxel.transpose(1, 2).reshape(b, -1, g, g, g)
+        volume = self.unet(self.lift(volume))
+        return RigConditioning(left_map, right_map, volume, cameras)
+
+
+def point_feature_dim(feature_dim: int, views: int) -> int:
+    return 3 * feature_dim if views == 2 else feature_dim + 1
+
+
+def point_features(points: Tensor, left_map: Tensor, right_map: Tensor | None, cameras: Cameras) -> Tensor:
+    """Per point ``(B, N, C')``: the two views' features compared, or the left feature and its depth.
+
+    Stereo: mean, squared difference and product of the bilinear features at the point's two
+    projections (a surface point shows the same thing in both views). Mono: the left feature and
+    the point's depth in front of the left camera relative to the object centre's.
+    """
+    a = cameras.sample(left_map, points, LEFT)
+    if right_map is None:
+        _, depth = cameras.project(points, LEFT)
+        centre = cameras.centers()[:, LEFT].norm(dim=-1, keepdim=True)  # depth of the rig origin
+        return torch.cat([a, (depth - centre)[..., None]], -1)
+    b = cameras.sample(right_map, points, RIGHT)
+    return torch.cat([0.5 * (a + b), (a - b) ** 2, a * b], -1)
+
+
+class ResidualBlock(nn.Module):
+    """``x + fc(relu(fc(relu(x))))``; the branch starts at zero, so the network deepens smoothly."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc_0 = nn.Linear(width, width)
+        self.fc_1 = nn.Linear(width, width)
+        nn.init.zeros_(self.fc_1.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.fc_1(F.relu(self.fc_0(F.relu(x))))
+
+
+class PointDecoder(nn.Module):
+    """``(B, N, 3)`` rig-frame points and a :class:`RigConditioning` -> ``(B, N)`` logits."""
+
+    def __init__(self, point_dim: int, volume_channels: int, extent: float, hidden: int = 128, blocks: int = 4,
+                 frequencies: int = 6) -> None:
+        super().__init__()
+        self.extent = extent
+        self.frequencies = frequencies
+        self.fc_in = nn.Linear(3 + 6 * frequencies + point_dim + volume_channels, hidden)
+        self.blocks = nn.Sequential(*(ResidualBlock(hidden) for _ in range(blocks)))
+        self.fc_out = nn.Linear(hidden, 1)
+
+    def forward(self, points: Tensor, cond: RigConditioning) -> Tensor:
+        b = points.shape[0]
+        if cond.volume.shape[0] != b:
+            raise ValueError(f"{b} point sets for {cond.volume.shape[0]} encodings")
+        grid = (points / self.extent)[:, :, None, None, :]  # (B, N, 1, 1, 3) as (x, y, z)
+        volume = F.grid_sample(cond.volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        features = [
+            positional_encoding(points, self.frequencies),
+            point_features(points, cond.left, cond.right, cond.cameras),
+            volume[:, :, :, 0, 0].transpose(1, 2),
+        ]
+        h = self.blocks(self.fc_in(torch.cat(features, -1)))
+        return self.fc_out(F.relu(h)).squeeze(-1)
+
+
+def _build(cfg: ModelConfig, views: int) -> OccupancyNetwork:
+    encoder = RigVolumeEncoder(
+        views=views,
+        feature_channels=cfg.image_channels,
+        volume_channels=cfg.volume_channels,
+        volume_resolution=cfg.volume_resolution,
+    )
+    decoder = PointDecoder(encoder.point_dim, cfg.volume_channels, encoder.extent, cfg.hidden_dim, cfg.n_blocks)
+    return OccupancyNetwork(encoder, decoder)
+
+
+def build_rig_stereo(cfg: ModelConfig, rig_cfg: RigConfig) -> OccupancyNetwork:
+    """Both views: features compared at each point's two projections and in the rig-frame volume."""
+    return _build(cfg, views=2)
+
+
+def build_rig_mono(cfg: ModelConfig, rig_cfg: RigConfig) -> OccupancyNetwork:
+    """The same network on the left view only: the stereo model's twin."""
+    return _build(cfg, views=1)
