@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -192,6 +192,9 @@ class ReconstructConfig:
 @dataclass
 class ExperimentConfig:
     models: List[str] = field(default_factory=lambda: ["mono", "stereo"])
+    # Per-model config overrides (key=value, as on the command line) on top of the rest of the
+    # config, e.g. {mono: ["train.iterations=400"]}: each model trains with its own budget and lr.
+    overrides: Dict[str, List[str]] = field(default_factory=dict)
     figure_objects: int = 1  # per category, in the report figure
     # A folder of real meshes (<folder>/<category>/*.obj ...), every one a test object, rendered
     # through the same rig and evaluated with every model; "" = none. Relative paths are taken from
@@ -234,18 +237,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         except Exception as exc:  # noqa: BLE001 - YAML errors come in many types
             raise UserError(f"{path}: not a valid YAML file ({str(exc).splitlines()[0]})") from None
         cfg = _merge(cfg, loaded, str(path))
-    for item in overrides:
-        if "=" not in item:
-            raise UserError(f"override {item!r} is not of the form key=value")
-    if overrides:
-        try:
-            dot = OmegaConf.from_dotlist(list(overrides))
-        except OmegaConfBaseException as exc:
-            raise UserError(f"bad override: {str(exc).splitlines()[0]}") from None
-        cfg = _merge(cfg, dot, "override")
     config: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     validate(config)
-    return config
+    return with_overrides(config, overrides)
 
 
 def validate(cfg: Config) -> None:
@@ -264,6 +258,28 @@ def validate(cfg: Config) -> None:
         raise UserError(f"train.lr_schedule must be constant or cosine (got {cfg.train.lr_schedule!r})")
     if cfg.train.precision not in ("auto", "fp32", "bf16"):
         raise UserError(f"train.precision must be auto, fp32 or bf16 (got {cfg.train.precision!r})")
+
+
+def with_overrides(cfg: Config, overrides: Sequence[str], what: str = "override") -> Config:
+    """``cfg`` with ``key=value`` overrides applied (the same rules as on the command line)."""
+    if not overrides:
+        return cfg
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"{what}: {item!r} is not of the form key=value")
+    try:
+        dot = OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as exc:
+        raise UserError(f"{what}: {str(exc).splitlines()[0]}") from None
+    merged: Config = OmegaConf.to_object(_merge(OmegaConf.structured(cfg), dot, what))  # type: ignore[assignment]
+    validate(merged)
+    return merged
+
+
+def model_config(cfg: Config, name: str) -> Config:
+    """The config one model of an experiment trains with: ``model.name`` set, its overrides applied."""
+    named = with_overrides(cfg, [f"model.name={name}"])
+    return with_overrides(named, cfg.experiment.overrides.get(name, []), f"experiment.overrides.{name}")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import CATEGORIES, Config, to_dict
+from .config import CATEGORIES, Config, model_config, to_dict
 from .errors import UserError
 from .files import write_atomic
 
@@ -104,12 +104,12 @@ def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
 
     for i, name in enumerate(cfg.experiment.models):
         run = runs / name
-        if training_finished(run, cfg.train.iterations):
+        model_cfg = model_config(cfg, name)
+        if training_finished(run, model_cfg.train.iterations):
             _stage(2, f"train {name}: finished ({run / 'summary.json'}), skipped")
             continue
         resuming = (run / "model_last.pt").exists()
         _stage(2, f"train {name} ({i + 1}/{len(cfg.experiment.models)}) -> {run}" + (" (resuming)" if resuming else ""))
-        model_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name=name))
         # resume=True also starts a fresh run when there is nothing to resume.
         train(model_cfg, dataset, run, resume=True)
 
@@ -405,6 +405,11 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
     unknown = [m for m in cfg.experiment.models if m not in MODELS]
     if unknown:
         raise UserError(f"experiment.models: unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})")
+    stray = [m for m in cfg.experiment.overrides if m not in cfg.experiment.models]
+    if stray:
+        raise UserError(f"experiment.overrides: {', '.join(stray)} is not in experiment.models {cfg.experiment.models}")
+    for name in cfg.experiment.models:
+        model_config(cfg, name)  # a bad per-model override is an error before anything runs
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     dataset, runs, evals = out / "dataset", out / "runs", out / "eval"

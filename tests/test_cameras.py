@@ -1,0 +1,123 @@
+"""The rig inside the network: projection, feature sampling and the rig-frame volume agree with data/rig.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stereo_occ.config import ModelConfig, RigConfig
+from stereo_occ.data.rig import StereoRig
+from stereo_occ.errors import UserError
+from stereo_occ.models import build_model
+from stereo_occ.models.cameras import LEFT, RIGHT, Cameras
+from stereo_occ.models.rig_volume import RigVolumeEncoder, point_features
+
+RIG = StereoRig.from_config(RigConfig(image_size=64))
+
+
+def rig_cameras(batch: int = 1) -> Cameras:
+    return Cameras.from_arrays(np.stack([RIG.K, RIG.K]), RIG.world_to_cam, RIG.image_size).expand(batch)
+
+
+def unproject(pixel: tuple[float, float], depth: float, view: int) -> np.ndarray:
+    """The rig-frame point that camera ``view`` sees at ``pixel`` (u = column, v = row) and ``depth``."""
+    u, v = pixel
+    cam = depth * np.linalg.inv(RIG.K) @ np.array([u, v, 1.0])
+    w2c = RIG.world_to_cam[view]
+    return w2c[:3, :3].T @ (cam - w2c[:3, 3])
+
+
+def test_projection_matches_the_dataset_rig():
+    points = np.random.default_rng(0).uniform(-0.6, 0.6, size=(500, 3))
+    cameras = rig_cameras()
+    for view in (LEFT, RIGHT):
+        pixels, depth = cameras.project(torch.from_numpy(points).float()[None], view)
+        expected_pixels, expected_depth = RIG.project(points, view)
+        assert np.allclose(pixels[0].numpy(), expected_pixels, atol=1e-3)
+        assert np.allclose(depth[0].numpy(), expected_depth, atol=1e-5)
+
+
+@pytest.mark.parametrize("view", [LEFT, RIGHT])
+@pytest.mark.parametrize("cell", [(5, 21), (20, 3)])  # (row, column) of a feature cell, not symmetric
+def test_a_point_seen_at_a_pixel_samples_that_pixels_feature(view, cell):
+    """Features at half resolution: cell (i, j) covers image pixels 2i..2i+1, 2j..2j+1."""
+    row, col = cell
+    h = w = RIG.image_size // 2
+    features = torch.arange(2 * h * w, dtype=torch.float32).reshape(1, 2, h, w)  # every cell its own value
+    features[:, 1] *= -1
+    stride = RIG.image_size / w
+    centre = ((col + 0.5) * stride - 0.5, (row + 0.5) * stride - 0.5)  # (u, v) pixel of the cell's centre
+    point = torch.from_numpy(unproject(centre, depth=1.9, view=view)).float()[None, None]
+    sampled = rig_cameras().sample(features, point, view)
+    assert sampled.shape == (1, 1, 2)
+    assert torch.allclose(sampled[0, 0], features[0, :, row, col], atol=1e-3)
+    # and the other camera sees the same point somewhere else
+    other = rig_cameras().sample(features, point, 1 - view)
+    assert not torch.allclose(other[0, 0], features[0, :, row, col], atol=0.5)
+
+
+def test_points_outside_the_image_sample_zeros():
+    features = torch.ones(1, 4, 32, 32)
+    behind_the_edge = torch.from_numpy(unproject((-20.0, 30.0), 2.0, LEFT)).float()[None, None]
+    assert torch.all(rig_cameras().sample(features, behind_the_edge, LEFT) == 0)
+
+
+def test_voxel_centres_land_where_the_rig_says_and_are_read_back_in_place():
+    encoder = RigVolumeEncoder(views=2, feature_channels=4, volume_channels=4, volume_resolution=8)
+    g = encoder.resolution
+    centers = encoder.voxel_centers  # (G^3, 3), memory order (z, y, x)
+    assert torch.allclose(centers.min(0).values, torch.full((3,), -encoder.extent))
+    assert torch.allclose(centers.max(0).values, torch.full((3,), encoder.extent))
+    # voxel (k, j, i) of the volume is the point (x_i, y_j, z_k)
+    axis = torch.linspace(-encoder.extent, encoder.extent, g)
+    volume = centers.T.reshape(1, 3, g, g, g)
+    assert torch.allclose(volume[0, :, 2, 5, 7], torch.stack([axis[7], axis[5], axis[2]]))
+    # the decoder's trilinear read at a voxel centre returns that voxel (same convention as the write)
+    grid = (centers / encoder.extent)[None, :, None, None, :]
+    read = F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)[0, :, :, 0, 0].T
+    assert torch.allclose(read, centers, atol=1e-5)
+    # the features a voxel is filled with are those at its projections in both images
+    left_map = torch.randn(1, 3, 32, 32)
+    right_map = torch.randn(1, 3, 32, 32)
+    cameras = rig_cameras()
+    per_voxel = point_features(centers[None], left_map, right_map, cameras)
+    pixels_left, _ = RIG.project(centers.double().numpy(), LEFT)
+    i = 123
+    col, row = (pixels_left[i] + 0.5) / 2 - 0.5  # image pixel -> feature-map coordinate
+    c0, r0 = int(np.floor(col)), int(np.floor(row))
+    fc, fr = col - c0, row - r0
+    patch = left_map[0, :, r0 : r0 + 2, c0 : c0 + 2]
+    bilinear = (patch[:, 0, 0] * (1 - fr) * (1 - fc) + patch[:, 0, 1] * (1 - fr) * fc
+                + patch[:, 1, 0] * fr * (1 - fc) + patch[:, 1, 1] * fr * fc)
+    a = cameras.sample(left_map, centers[None, i : i + 1], LEFT)[0, 0]
+    assert torch.allclose(a, bilinear, atol=1e-4)
+    b = cameras.sample(right_map, centers[None, i : i + 1], RIGHT)[0, 0]
+    assert torch.allclose(per_voxel[0, i], torch.cat([0.5 * (a + b), (a - b) ** 2, a * b]), atol=1e-5)
+
+
+def test_camera_aware_models_answer_to_the_cameras_and_the_study_models_do_not():
+    torch.manual_seed(0)
+    left, right = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    points = torch.rand(1, 200, 3) - 0.5
+    moved = RIG.world_to_cam.copy()
+    moved[:, 0, 3] += 0.3  # the cameras shifted sideways
+    other = Cameras.from_arrays(np.stack([RIG.K, RIG.K]), moved, 64)
+    small = dict(hidden_dim=32, n_blocks=1, image_channels=8, volume_channels=8, volume_resolution=8,
+                 code_dim=32, feature_dim=8)
+    for name, responds in (("rig-stereo", True), ("rig-mono", True), ("stereo", False), ("mono", False)):
+        model = build_model(ModelConfig(name=name, **small), RigConfig(image_size=64)).eval()
+        with torch.no_grad():
+            a = model(left, right, points, rig_cameras())
+            b = model(left, right, points, other)
+        assert (not torch.allclose(a, b)) == responds, name
+
+
+def test_camera_records_are_checked():
+    with pytest.raises(UserError, match="K must be"):
+        Cameras(torch.eye(3), torch.eye(4)[None, None], (64, 64))
+    with pytest.raises(UserError, match="cannot serve"):
+        rig_cameras(2).expand(3)
+    with pytest.raises(UserError, match="uses the cameras"):
+        RigVolumeEncoder(volume_resolution=4)(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), None)
