@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -197,3 +198,19 @@ def test_each_model_overfits_a_few_objects(tiny_dataset, tmp_path, name):
     seen = torch.utils.data.Subset(seen, range(2))
     _, iou = evaluate_points(model, seen, threshold=cfg.eval.threshold)
     assert iou > 0.8, f"{name} reached training IoU {iou:.3f} on the 2 objects it trained on"
+
+
+def test_learning_rate_warms_up_then_decays_along_a_cosine():
+    from stereo_occ.training.trainer import learning_rate
+
+    tc = load_config(None, ["train.lr=0.001", "train.iterations=100", "train.warmup_iterations=10",
+                            "train.lr_schedule=cosine"]).train
+    rates = [learning_rate(tc, i) for i in range(100)]
+    assert rates[0] == pytest.approx(0.001 * 0.1 * 0.5 * (1 + math.cos(0.0)))
+    assert rates[0] < rates[5] < rates[9]  # warm-up
+    assert max(rates) <= 0.001 and rates[50] == pytest.approx(0.0005, rel=0.02)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:])) and rates[99] < 1e-5  # decays to ~0
+    constant = load_config(None, ["train.lr=0.001", "train.warmup_iterations=0"]).train
+    assert {learning_rate(constant, i) for i in (0, 10, 10_000)} == {0.001}
+    with pytest.raises(UserError, match="lr_schedule"):
+        load_config(None, ["train.lr_schedule=step"])

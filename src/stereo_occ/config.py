@@ -171,7 +171,7 @@ class EvalConfig:
     mise_resolution: int = 32
     mise_steps: int = 2
     # Points per decoder call. On a CPU a few thousand keep the activations in cache (8,192 decoded
-    # 2x faster per point than 100,000; bench/bench_mise.py); on a GPU raise it.
+    # 2x faster per point than 100,000; bench/bench_extraction.py); on a GPU raise it.
     batch_points: int = 8192
     views_per_object: int = 1  # test views per object
     max_objects: int = 0  # 0 = the whole split

@@ -6,7 +6,7 @@ evaluate the function on a coarse grid of ``(resolution + 1)^3`` points spanning
 surface may pass: cells whose corners straddle the threshold and, before the last step, their
 neighbours too, since a thin part can slip between two coarse samples. The last step refines only
 crossing cells: it holds most of the queries, and a wall that no sample of the previous level saw
-is already caught by the dilation one level up (bench/bench_mise.py and tests/test_mise.py compare
+is already caught by the dilation one level up (bench/bench_extraction.py and tests/test_mise.py compare
 with dense extraction on thin walls). Everywhere else the finer grid takes values interpolated
 from the coarser one, which can never cross the threshold there. Each level's new points go to the
 network in one batched pass. At 32^3 with 2 steps this gives the 128^3 mesh for about a tenth of

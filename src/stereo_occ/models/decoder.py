@@ -14,7 +14,7 @@ Inference takes a shorter path with the same result (:meth:`OccupancyDecoder.for
 a CBN is a per-channel scale and shift fixed by the code, so it is computed once per code, and the
 one that follows ``fc_0`` in each block is folded into ``fc_0``'s weights. Mesh extraction asks
 hundreds of thousands of points per code, and the normalisation's separate passes over memory cost
-more than the matrix products (measured in bench/bench_mise.py).
+more than the matrix products (measured in bench/bench_extraction.py).
 """
 
 from __future__ import annotations
