@@ -27,7 +27,7 @@ from typing import Iterable, Mapping, Sequence
 import igl
 import numpy as np
 import trimesh
-from scipy.spatial import cKDTree
+from pykdtree.kdtree import KDTree
 
 from ..config import CATEGORIES
 
@@ -122,26 +122,26 @@ class SurfaceSample:
 
     points: np.ndarray  # (n, 3)
     normals: np.ndarray  # (n, 3)
-    _tree: cKDTree | None = None
+    _tree: KDTree | None = None
 
     @classmethod
     def from_mesh(cls, mesh: trimesh.Trimesh, n: int, seed: int = 0) -> "SurfaceSample":
         return cls(*sample_surface(mesh, n, seed=seed))
 
     @property
-    def tree(self) -> cKDTree:
-        # Sliding-midpoint splits and uncompacted nodes: for a prediction far from the ground truth
-        # (an untrained model filling the box) that searched 3x faster (3.2 s vs 10 s for 100k
-        # points) than scipy's default, and equally fast for a close one. The answer is exact.
+    def tree(self) -> KDTree:
+        # pykdtree: exact nearest neighbours like scipy's cKDTree, with OpenMP queries; on a
+        # partly trained model's 177k-face mesh against a mug (100k points each way) it answered in
+        # 0.60 s where cKDTree (sliding-midpoint, uncompacted, all cores) took 1.06 s.
         if self._tree is None:
-            self._tree = cKDTree(self.points, balanced_tree=False, compact_nodes=False)
+            self._tree = KDTree(np.ascontiguousarray(self.points, dtype=np.float64))
         return self._tree
 
 
 def _nearest(source: SurfaceSample, target: SurfaceSample) -> tuple[np.ndarray, np.ndarray]:
     """For each source point: distance to the nearest target point and ``|dot|`` of their normals."""
-    dist, idx = target.tree.query(source.points, k=1, workers=-1)
-    dots = np.abs(np.einsum("ij,ij->i", source.normals, target.normals[idx]))
+    dist, idx = target.tree.query(np.ascontiguousarray(source.points, dtype=np.float64), k=1)
+    dots = np.abs(np.einsum("ij,ij->i", source.normals, target.normals[idx.astype(np.int64)]))
     return dist, dots
 
 
