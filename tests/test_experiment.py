@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from stereo_occ.config import CATEGORIES
+from stereo_occ.config import CATEGORIES, to_dict
 from stereo_occ.errors import UserError
 from stereo_occ.experiment import run_experiment, training_finished
 
@@ -59,12 +59,28 @@ def test_bad_model_lists_are_user_errors(tmp_path):
 
 
 def test_a_run_counts_as_finished_only_with_its_iterations_and_best_checkpoint(tmp_path):
-    assert not training_finished(tmp_path, 10)
+    cfg = tiny_config("train.iterations=10")
+    assert not training_finished(tmp_path, cfg)
     (tmp_path / "summary.json").write_text(json.dumps({"iterations": 8}))
     (tmp_path / "model_best.pt").write_bytes(b"x")
-    assert not training_finished(tmp_path, 10)
-    (tmp_path / "summary.json").write_text(json.dumps({"iterations": 10}))
-    assert training_finished(tmp_path, 10)
+    assert not training_finished(tmp_path, cfg)
+    trained = {key: to_dict(getattr(cfg, key)) for key in ("model", "train", "data")}
+    (tmp_path / "summary.json").write_text(json.dumps({"iterations": 10, "config": trained}))
+    assert training_finished(tmp_path, cfg)
+    assert not training_finished(tmp_path, tiny_config("train.iterations=20"))  # longer: resumes
+    with pytest.raises(UserError, match="train.lr"):  # another learning rate is another run
+        training_finished(tmp_path, tiny_config("train.iterations=10", "train.lr=0.01"))
+
+
+def test_per_model_overrides_change_only_how_a_model_is_trained():
+    from stereo_occ.config import model_config
+
+    cfg = tiny_config("experiment.models=[mono,stereo]", "experiment.overrides={stereo: [train.iterations=7]}")
+    assert model_config(cfg, "stereo").train.iterations == 7 and model_config(cfg, "stereo").model.name == "stereo"
+    assert model_config(cfg, "mono").train.iterations == cfg.train.iterations
+    for bad in ("eval.threshold=0.5", "dataset.rig.image_size=32", "model.name=mono"):
+        with pytest.raises(UserError, match="cannot differ between models"):
+            model_config(tiny_config(f"experiment.overrides={{stereo: [{bad}]}}"), "stereo")
 
 
 @pytest.mark.slow

@@ -183,8 +183,8 @@ def run(args: argparse.Namespace) -> None:
     elif args.verb == "evaluate":
         from .evaluation.evaluate import evaluate_checkpoint
 
-        cfg = load_config(args.config, args.overrides)
-        evaluate_checkpoint(args.checkpoint, args.dataset, split=args.split, out=args.out, eval_cfg=cfg.eval)
+        eval_cfg = load_config(args.config, args.overrides).eval if (args.config or args.overrides) else None
+        evaluate_checkpoint(args.checkpoint, args.dataset, split=args.split, out=args.out, eval_cfg=eval_cfg)
     elif args.verb == "reconstruct":
         import gc
         import time

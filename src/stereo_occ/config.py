@@ -175,9 +175,6 @@ class EvalConfig:
     batch_points: int = 8192
     views_per_object: int = 1  # test views per object
     max_objects: int = 0  # 0 = the whole split
-    # Confidence intervals: bootstrap resamples over test objects (stratified by category), 95%.
-    bootstrap_samples: int = 2000
-    bootstrap_seed: int = 0
 
 
 @dataclass
@@ -201,6 +198,9 @@ class ExperimentConfig:
     # the current directory; a folder that does not exist is reported in the results, not an error.
     real_meshes: str = "../shared/real-meshes"
     real_views_per_object: int = 4
+    # Confidence intervals: bootstrap resamples over test objects (stratified by category), 95%.
+    bootstrap_samples: int = 2000
+    bootstrap_seed: int = 0
 
 
 @dataclass
@@ -254,6 +254,18 @@ def validate(cfg: Config) -> None:
     s = cfg.dataset.splits
     if abs(s.train + s.val + s.test - 1.0) > 1e-6:
         raise UserError(f"dataset.splits must add up to 1 (got {s.train + s.val + s.test})")
+    positive = {
+        "model.image_channels": cfg.model.image_channels,
+        "model.volume_channels": cfg.model.volume_channels,
+        "model.volume_resolution": cfg.model.volume_resolution,
+        "model.hidden_dim": cfg.model.hidden_dim,
+        "eval.views_per_object": cfg.eval.views_per_object,
+        "experiment.real_views_per_object": cfg.experiment.real_views_per_object,
+        "experiment.bootstrap_samples": cfg.experiment.bootstrap_samples,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise UserError(f"{key} must be at least 1 (got {value})")
     if cfg.train.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"train.lr_schedule must be constant or cosine (got {cfg.train.lr_schedule!r})")
     if cfg.train.precision not in ("auto", "fp32", "bf16"):
@@ -276,8 +288,20 @@ def with_overrides(cfg: Config, overrides: Sequence[str], what: str = "override"
     return merged
 
 
+PER_MODEL_SECTIONS = ("model.", "train.", "data.")
+"""What ``experiment.overrides`` may change: how a model is built and trained, not the data or the
+evaluation (those must be the same for every model, or the comparison means nothing)."""
+
+
 def model_config(cfg: Config, name: str) -> Config:
     """The config one model of an experiment trains with: ``model.name`` set, its overrides applied."""
+    for item in cfg.experiment.overrides.get(name, []):
+        key = item.split("=", 1)[0].strip()
+        if not key.startswith(PER_MODEL_SECTIONS) or key == "model.name":
+            raise UserError(
+                f"experiment.overrides.{name}: {key!r} cannot differ between models "
+                f"(allowed: model.*, train.*, data.*, except model.name)"
+            )
     named = with_overrides(cfg, [f"model.name={name}"])
     return with_overrides(named, cfg.experiment.overrides.get(name, []), f"experiment.overrides.{name}")
 

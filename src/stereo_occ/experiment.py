@@ -89,12 +89,43 @@ def build_stage(cfg: Config, dataset: Path, workers: int, stage: int = 1) -> Non
         )
 
 
-def training_finished(run: Path, iterations: int) -> bool:
-    """True when ``run`` holds a finished run of at least ``iterations`` with its best checkpoint."""
+RUN_LENGTH_KEYS = ("iterations", "val_every", "checkpoint_every", "log_every", "val_batch_size")
+"""Train settings that may change between runs of an experiment: a longer run resumes the old one."""
+
+
+def stale_run_settings(run: Path, cfg: Config) -> list[str]:
+    """The model, train or data settings of ``cfg`` that the finished run in ``run`` was not trained with."""
+    summary = _read_json(run / "summary.json") or {}
+    trained = summary.get("config")
+    if not trained:
+        return []
+    wanted = {key: to_dict(getattr(cfg, key)) for key in ("model", "train", "data")}
+    differ = []
+    for section, values in wanted.items():
+        for key, value in values.items():
+            if section == "train" and key in RUN_LENGTH_KEYS:
+                continue
+            if trained.get(section, {}).get(key) != value:
+                differ.append(f"{section}.{key}")
+    return differ
+
+
+def training_finished(run: Path, cfg: Config) -> bool:
+    """True when ``run`` holds a finished run of at least ``train.iterations`` with its best checkpoint.
+
+    UserError when that run was trained with other model, train or data settings: its results
+    would be reported under the new config.
+    """
     summary = _read_json(run / "summary.json")
+    differ = stale_run_settings(run, cfg)
+    if differ:
+        raise UserError(
+            f"{run} was trained with other settings ({', '.join(differ[:5])}); "
+            "delete that folder to train it again with the current config"
+        )
     return (
         summary is not None
-        and int(summary.get("iterations", -1)) >= iterations
+        and int(summary.get("iterations", -1)) >= cfg.train.iterations
         and (run / "model_best.pt").is_file()
     )
 
@@ -105,7 +136,7 @@ def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
     for i, name in enumerate(cfg.experiment.models):
         run = runs / name
         model_cfg = model_config(cfg, name)
-        if training_finished(run, model_cfg.train.iterations):
+        if training_finished(run, model_cfg):
             _stage(2, f"train {name}: finished ({run / 'summary.json'}), skipped")
             continue
         resuming = (run / "model_last.pt").exists()
@@ -114,14 +145,26 @@ def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
         train(model_cfg, dataset, run, resume=True)
 
 
-def evaluation_current(folder: Path, checkpoint: Path, cfg: Config) -> bool:
-    """True when ``folder/metrics.json`` evaluated this very checkpoint with this eval config."""
+def _eval_settings(eval_cfg: dict) -> dict:
+    """The eval settings that change the numbers (not how many points go to the network at once)."""
+    return {k: v for k, v in eval_cfg.items() if k != "batch_points"}
+
+
+def evaluation_current(folder: Path, checkpoint: Path, cfg: Config, dataset: Path) -> bool:
+    """True when ``folder/metrics.json`` evaluated this very checkpoint with these eval settings on
+    every object of the dataset's test split (objects added to a folder dataset are evaluated)."""
+    from .data.dataset import read_split
+
     metrics_path = folder / "metrics.json"
     metrics = _read_json(metrics_path)
     return (
         metrics is not None
         and metrics.get("split") == "test"
-        and metrics.get("eval") == dataclasses.asdict(cfg.eval)
+        and _eval_settings(metrics.get("eval") or {}) == _eval_settings(dataclasses.asdict(cfg.eval))
+        and (
+            cfg.eval.max_objects > 0
+            or {o["object_id"] for o in metrics.get("per_object", [])} == set(read_split(dataset, "test"))
+        )
         and checkpoint.is_file()
         and metrics_path.stat().st_mtime_ns >= checkpoint.stat().st_mtime_ns
     )
@@ -136,7 +179,7 @@ def evaluate_stage(
     for name in cfg.experiment.models:
         checkpoint = runs / name / "model_best.pt"
         folder = evals / name
-        if evaluation_current(folder, checkpoint, cfg):
+        if evaluation_current(folder, checkpoint, cfg, dataset):
             _stage(stage, f"evaluate {name} on {what}: up to date ({folder / 'metrics.json'}), skipped")
         else:
             _stage(stage, f"evaluate {name} on {what} -> {folder}")
@@ -198,7 +241,7 @@ def figure_stage(cfg: Config, dataset: Path, evals: Path, figure_dir: Path, metr
     from PIL import Image
 
     from .data.dataset import dataset_config
-    from .data.rig import StereoRig
+    from .data.rig import OBJECT_RADIUS, StereoRig
     from .data.storage import ObjectReader
     from .evaluation.evaluate import mesh_path
     from .evaluation.mise import save_mesh
@@ -217,7 +260,7 @@ def figure_stage(cfg: Config, dataset: Path, evals: Path, figure_dir: Path, metr
     rig = StereoRig.from_config(dataset_config(dataset).rig)
     # Zoom every cell to the disc any rotation of the object can cover: objects fill the cells, and
     # every column still shares one camera.
-    crop = Crop.around_center(rig.K, rig.sphere_image_radius(math.sqrt(3.0) / 2.0) + 1.0, FIGURE_SIZE)
+    crop = Crop.around_center(rig.K, rig.sphere_image_radius(OBJECT_RADIUS) + 1.0, FIGURE_SIZE)
     columns = ["left input", "ground truth", *names]
     rows = []
     with MeshRenderer(FIGURE_SIZE) as renderer:
@@ -340,8 +383,8 @@ def _evidence(cfg: Config, metrics: dict[str, dict]) -> tuple[dict[str, dict], d
     return evidence(
         {name: metrics[name]["per_object"] for name in cfg.experiment.models},
         metrics=SUMMARY_METRICS,
-        n_resamples=cfg.eval.bootstrap_samples,
-        seed=cfg.eval.bootstrap_seed,
+        n_resamples=cfg.experiment.bootstrap_samples,
+        seed=cfg.experiment.bootstrap_seed,
     )
 
 
@@ -379,7 +422,7 @@ def collect_results(
         "models": models,
         "differences": differences,
         "real_differences": real_differences,
-        "confidence": {"level": 0.95, "resamples": cfg.eval.bootstrap_samples, "unit": "test object"},
+        "confidence": {"level": 0.95, "resamples": cfg.experiment.bootstrap_samples, "unit": "test object"},
         "dataset": dataset_summary(out / "dataset"),
         "machine": machine_info(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

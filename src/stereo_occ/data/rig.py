@@ -27,6 +27,9 @@ from ..errors import UserError
 
 LEFT, RIGHT = 0, 1
 
+OBJECT_RADIUS = math.sqrt(3.0) / 2.0
+"""Any rotation of an object normalised into the unit cube lies in this sphere (object units)."""
+
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 """Flips camera axes between OpenCV (y down, z forward) and OpenGL (y up, z backward)."""
 
@@ -70,7 +73,7 @@ class StereoRig:
         rig = cls(K=K, world_to_cam=np.stack(poses), image_size=size)
         # The object (inside the unit cube, so within radius sqrt(3)/2 for any rotation) must be
         # fully visible in both images.
-        needed = rig.sphere_image_radius(math.sqrt(3.0) / 2.0)
+        needed = rig.sphere_image_radius(OBJECT_RADIUS)
         if needed >= (size - 1) / 2.0:
             raise UserError(
                 f"rig: an object of size {cfg.object_size} at distance {cfg.camera_distance} can leave "

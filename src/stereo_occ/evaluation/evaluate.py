@@ -37,11 +37,9 @@ from ..config import CATEGORIES, EvalConfig
 from ..errors import UserError
 from ..files import write_atomic
 from ..models.cameras import Cameras
-from .metrics import SurfaceSample, compare_surfaces, iou, is_empty, mesh_contains, probability_iou, summarize
+from .metrics import SUMMARY_METRICS, SurfaceSample, compare_surfaces, iou, is_empty, mesh_contains, probability_iou, summarize
 from .mise import extract_mesh, save_mesh
 
-SUMMARY_METRICS = ("iou", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
-"""The metrics reported per category (all per-object fields are in ``per_object``)."""
 
 
 @dataclass
@@ -161,7 +159,7 @@ def evaluate_item(
 ) -> tuple[ObjectResult, object]:
     """All metrics of one dataset item, and its predicted mesh (rig frame)."""
     start = time.perf_counter()
-    cameras = Cameras.from_arrays(item["K"], item["world_to_cam"], tuple(item["left"].shape[-1:-3:-1]))
+    cameras = Cameras.from_batch(item)
     code = encode_pair(model, item["left"], item["right"], cameras)
     rotation = item["rotation"].numpy().astype(np.float64)
     probs = decode_probs(model, code, truth.points @ rotation.T, eval_cfg.batch_points)

@@ -21,7 +21,7 @@ An empty predicted mesh gets the conventional worst values (:data:`EMPTY_MESH_ME
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import igl
@@ -31,8 +31,8 @@ from pykdtree.kdtree import KDTree
 
 from ..config import CATEGORIES
 
-MESH_METRICS = ("chamfer_l1", "normal_consistency", "fscore")
-"""The surface metrics, in the order they are reported."""
+SUMMARY_METRICS = ("iou", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
+"""The metrics reported per category (every per-object field is in ``per_object``)."""
 
 EMPTY_MESH_METRICS: dict[str, float] = {
     # ONet's value for an empty mesh: both mean distances set to sqrt(3), the unit cube's diagonal.
@@ -122,7 +122,7 @@ class SurfaceSample:
 
     points: np.ndarray  # (n, 3)
     normals: np.ndarray  # (n, 3)
-    _tree: KDTree | None = None
+    _tree: KDTree | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_mesh(cls, mesh: trimesh.Trimesh, n: int, seed: int = 0) -> "SurfaceSample":

@@ -4,8 +4,8 @@ Multiresolution IsoSurface Extraction (the Occupancy Networks method, written fr
 evaluate the function on a coarse grid of ``(resolution + 1)^3`` points spanning the padded box, then
 ``steps`` times halve the cell size, but query the network only at the new points of cells where the
 surface may pass: cells whose corners straddle the threshold and, before the last step, their
-neighbours too, since a thin part can slip between two coarse samples. The last step refines only
-crossing cells: it holds most of the queries, and a wall that no sample of the previous level saw
+neighbours too, since a thin part can slip between two coarse samples. The last of several steps
+refines only crossing cells: it holds most of the queries, and a wall that no sample of the previous level saw
 is already caught by the dilation one level up (bench/bench_extraction.py and tests/test_mise.py compare
 with dense extraction on thin walls). Everywhere else the finer grid takes values interpolated
 from the coarser one, which can never cross the threshold there. Each level's new points go to the
@@ -129,7 +129,7 @@ def mise_grid(
     known = np.ones_like(values, dtype=bool)
     n_queries = len(index)
     for step in range(steps):
-        cells = surface_cells(values, level, dilate=step < steps - 1)
+        cells = surface_cells(values, level, dilate=steps == 1 or step < steps - 1)
         values = _upsample(values)
         fine_known = np.zeros(values.shape, dtype=bool)
         fine_known[::2, ::2, ::2] = known

@@ -37,7 +37,7 @@ import trimesh
 from PIL import Image, UnidentifiedImageError
 
 from ..config import Config, EvalConfig, ReconstructConfig
-from ..data.rig import StereoRig
+from ..data.rig import OBJECT_RADIUS, StereoRig
 from ..errors import UserError
 from ..models.cameras import Cameras
 from .calibration import Calibration, differences_from_rig, load_calibration
@@ -147,7 +147,7 @@ class Reconstructor:
         self.rig = StereoRig.from_config(cfg.dataset.rig)
         padding = cfg.dataset.occupancy.padding
         # The normalised object lies inside the unit cube, hence inside its circumsphere at any rotation.
-        self.object_radius = math.sqrt(3.0) / 2.0 + padding / 2.0
+        self.object_radius = OBJECT_RADIUS + padding / 2.0
         # Grid: the box around that sphere (the pose is unknown), eval.mise_resolution cells a side
         # refined eval.mise_steps times: 128^3 over the sphere's box by default, as fast as evaluation.
         self.box = self.object_radius
@@ -217,8 +217,7 @@ class Reconstructor:
     def cameras(self, calibration: Calibration | None = None) -> Cameras:
         """The cameras at the training resolution: the calibration's (rescaled) or the training rig's."""
         size = self.image_size
-        if calibration is None:
-            return Cameras.from_arrays(np.stack([self.rig.K, self.rig.K]), self.rig.world_to_cam, size)
+        calibration = calibration or Calibration.from_rig(self.rig)
         if tuple(calibration.image_size) != (size, size):
             calibration = calibration.resized(size, size)
         return Cameras.from_arrays(calibration.K, calibration.world_to_cam, size)
@@ -314,6 +313,8 @@ class Reconstructor:
                     mesh = simplify_mesh(raw, budget)
                 except (UserError, InputWarning) as exc:
                     mesh, error = None, str(exc)
+                except Exception as exc:  # noqa: BLE001 - a broken file or library failure: this pair only
+                    mesh, error = None, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
             yield PairResult(
                 name=name,
                 mesh=mesh,

@@ -31,10 +31,9 @@ import numpy as np
 
 from ..config import CATEGORIES
 from ..errors import UserError
+from .metrics import SUMMARY_METRICS
 
-DEFAULT_METRICS: tuple[str, ...] = ("iou", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
-"""The metrics :func:`evidence` covers by default; the same as ``evaluate.SUMMARY_METRICS`` (a test
-checks), not imported from there because that module loads torch."""
+DEFAULT_METRICS = SUMMARY_METRICS
 
 LABELS: dict[str, str] = {
     "iou": "IoU",
@@ -103,8 +102,8 @@ def _resampled_category_means(
             point[category], resampled[category] = None, None
             continue
         point[category] = float(v.mean())
-        if len(v) == 1:
-            resampled[category] = np.full(n_resamples, v[0])
+        if len(v) == 1:  # one object says nothing about the spread: no interval
+            resampled[category] = None
             continue
         index = rng.integers(0, len(v), size=(n_resamples, len(v)))
         resampled[category] = v[index].mean(axis=1)
@@ -120,7 +119,12 @@ def _interval(samples: np.ndarray, level: float) -> list[float]:
     return [float(lo), float(hi)]
 
 
-def _class_mean(resampled: Mapping[str, np.ndarray | None]) -> np.ndarray | None:
+def _class_mean(
+    point: Mapping[str, float | None], resampled: Mapping[str, np.ndarray | None]
+) -> np.ndarray | None:
+    """The class mean in every resample; None when a category present has too few objects to resample."""
+    if any(point[c] is not None and resampled[c] is None for c in point):
+        return None
     present = [r for r in resampled.values() if r is not None]
     return np.mean(np.stack(present), axis=0) if present else None
 
@@ -136,16 +140,17 @@ def bootstrap_ci(
     """Percentile bootstrap interval of each category's mean of ``metric`` and of the class mean.
 
     ``{category: [lo, hi], ..., "mean": [lo, hi]}``; objects (views averaged) are resampled with
-    replacement within each category. A category without objects gets ``None``, one with a single
-    object ``[v, v]`` (nothing to resample: the data say nothing about the spread).
+    replacement within each category. A category without objects gets ``None``, and so does one with a
+    single object (nothing to resample: the data say nothing about its spread); then the class mean
+    gets no interval either.
     """
     _check(n_resamples, level)
     _, cats, values = object_means(per_object, metric)
-    _, resampled = _resampled_category_means(values, cats, categories, int(n_resamples), seed)
+    point, resampled = _resampled_category_means(values, cats, categories, int(n_resamples), seed)
     out: dict[str, list[float] | None] = {
         c: None if r is None else _interval(r, level) for c, r in resampled.items()
     }
-    mean = _class_mean(resampled)
+    mean = _class_mean(point, resampled)
     out["mean"] = None if mean is None else _interval(mean, level)
     return out
 
@@ -231,10 +236,12 @@ def paired_difference(
     per_category: dict[str, dict[str, Any] | None] = {}
     for category in categories:
         r = resampled[category]
-        per_category[category] = None if r is None else {"mean": point[category], "ci": _interval(r, level)}
+        per_category[category] = (
+            None if point[category] is None else {"mean": point[category], "ci": None if r is None else _interval(r, level)}
+        )
     present = [v for v in point.values() if v is not None]
     mean = float(np.mean(present)) if present else None
-    class_mean = _class_mean(resampled)
+    class_mean = _class_mean(point, resampled)
     ci = None if class_mean is None else _interval(class_mean, level)
     return {"mean": mean, "ci": ci, "significant": _significant(ci), "categories": per_category}
 

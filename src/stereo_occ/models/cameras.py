@@ -82,12 +82,17 @@ class Cameras:
         return Cameras(self.K.expand(shape), self.world_to_cam.expand(batch_size, -1, -1, -1), self.image_size)
 
     def project(self, points: Tensor, view: int) -> tuple[Tensor, Tensor]:
-        """Pixels ``(B, N, 2)`` as (column, row) and depth ``(B, N)`` of rig-frame points ``(B, N, 3)``."""
-        w2c = self.world_to_cam[:, view]
-        cam = points @ w2c[:, :3, :3].transpose(1, 2) + w2c[:, None, :3, 3]
-        depth = cam[..., 2]
-        uvw = cam @ self.K[:, view].transpose(1, 2)
-        return uvw[..., :2] / uvw[..., 2:3].clamp(min=1e-6), depth
+        """Pixels ``(B, N, 2)`` as (column, row) and depth ``(B, N)`` of rig-frame points ``(B, N, 3)``.
+
+        Always in float32, also under bf16 autocast: bf16 would put a pixel a quarter of a pixel off
+        at 64 px, as much as a bowl's wall.
+        """
+        with torch.autocast(points.device.type, enabled=False):
+            w2c = self.world_to_cam[:, view].float()
+            cam = points.float() @ w2c[:, :3, :3].transpose(1, 2) + w2c[:, None, :3, 3]
+            depth = cam[..., 2]
+            uvw = cam @ self.K[:, view].float().transpose(1, 2)
+            return uvw[..., :2] / uvw[..., 2:3].clamp(min=1e-6), depth
 
     def grid(self, pixels: Tensor) -> Tensor:
         """Pixel coordinates ``(..., 2)`` -> ``grid_sample`` coordinates in [-1, 1] (align_corners=False)."""

@@ -33,35 +33,42 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ModelConfig, RigConfig
+from ..data.rig import OBJECT_RADIUS
 from ..errors import UserError
 from .cameras import LEFT, RIGHT, Cameras
 from .network import OccupancyNetwork
 
-OBJECT_RADIUS = math.sqrt(3.0) / 2.0
-"""Any rotation of an object normalised into the unit cube lies in this sphere (object units)."""
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(8, channels), channels)
+    return nn.GroupNorm(math.gcd(8, channels), channels)
 
 
-def conv_gn_relu(in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
+def conv_gn_relu(in_ch: int, out_ch: int, dilation: int = 1) -> list[nn.Module]:
     return [
-        nn.Conv2d(in_ch, out_ch, 3, stride, padding=dilation, dilation=dilation, bias=False),
+        nn.Conv2d(in_ch, out_ch, 3, padding=dilation, dilation=dilation, bias=False),
         group_norm(out_ch),
         nn.ReLU(inplace=True),
     ]
 
 
 class ImageFeatures(nn.Module):
-    """``(B, 3, H, W)`` in [0, 1] -> ``(B, out_channels, H/2, W/2)`` features with a wide receptive field."""
+    """``(B, 3, H, W)`` in [0, 1] -> ``(B, out_channels, H/2, W/2)`` features with a wide receptive field.
+
+    Each stage halves the resolution with a 2x2 average pool before its convolutions (not with a
+    strided convolution, whose output cell ``j`` is centred on input pixel ``2j``): cell ``j`` then
+    covers input pixels ``2j`` and ``2j + 1`` exactly, which is where :class:`Cameras` samples it.
+    Half a pixel matters when walls are one or two pixels wide.
+    """
 
     def __init__(self, channels: int = 32) -> None:
         super().__init__()
         c = channels
         self.stage1 = nn.Sequential(*conv_gn_relu(3, c), *conv_gn_relu(c, c))
-        self.stage2 = nn.Sequential(*conv_gn_relu(c, 2 * c, stride=2), *conv_gn_relu(2 * c, 2 * c))
-        self.stage3 = nn.Sequential(*conv_gn_relu(2 * c, 2 * c, stride=2), *conv_gn_relu(2 * c, 2 * c, dilation=2))
+        self.stage2 = nn.Sequential(nn.AvgPool2d(2, ceil_mode=True), *conv_gn_relu(c, 2 * c), *conv_gn_relu(2 * c, 2 * c))
+        self.stage3 = nn.Sequential(
+            nn.AvgPool2d(2, ceil_mode=True), *conv_gn_relu(2 * c, 2 * c), *conv_gn_relu(2 * c, 2 * c, dilation=2)
+        )
         self.merge = nn.Conv2d(c + 4 * c, 2 * c, 1)
         self.out_channels = 2 * c
 
@@ -71,7 +78,12 @@ class ImageFeatures(nn.Module):
         quarter = self.stage3(half)
         size = half.shape[-2:]
         merged = torch.cat(
-            [F.avg_pool2d(full, 2), half, F.interpolate(quarter, size=size, mode="bilinear", align_corners=False)], 1
+            [
+                F.adaptive_avg_pool2d(full, size),
+                half,
+                F.interpolate(quarter, size=size, mode="bilinear", align_corners=False),
+            ],
+            1,
         )
         return self.merge(merged)
 
@@ -192,7 +204,7 @@ def point_features(points: Tensor, left_map: Tensor, right_map: Tensor | None, c
     a = cameras.sample(left_map, points, LEFT)
     if right_map is None:
         _, depth = cameras.project(points, LEFT)
-        centre = cameras.centers()[:, LEFT].norm(dim=-1, keepdim=True)  # depth of the rig origin
+        centre = cameras.world_to_cam[:, LEFT, 2, 3, None].float()  # depth of the rig origin (object centre)
         return torch.cat([a, (depth - centre)[..., None]], -1)
     b = cameras.sample(right_map, points, RIGHT)
     return torch.cat([0.5 * (a + b), (a - b) ** 2, a * b], -1)
@@ -206,6 +218,7 @@ class ResidualBlock(nn.Module):
         self.fc_0 = nn.Linear(width, width)
         self.fc_1 = nn.Linear(width, width)
         nn.init.zeros_(self.fc_1.weight)
+        nn.init.zeros_(self.fc_1.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.fc_1(F.relu(self.fc_0(F.relu(x))))

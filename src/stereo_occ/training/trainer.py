@@ -443,6 +443,8 @@ class _Run:
                 "best_iteration": self.best_iteration,
                 "world_size": self.ctx.world_size,
                 "device": str(self.ctx.device),
+                # what the run was trained with, so an experiment can tell a stale run from its own
+                "config": {key: to_dict(getattr(self.cfg, key)) for key in ("model", "train", "data")},
             },
         )
 

@@ -1,0 +1,43 @@
+"""Learning curves of several runs side by side, as a PNG (the figures in docs/training.md).
+
+    python -m stereo_occ.report.curves rig-stereo=runs/quick/runs/rig-stereo stereo=runs/quick/runs/stereo \
+        --out docs/images/curves.png
+
+Each argument is ``NAME=RUN`` (a training run folder, or its ``metrics.csv``). The same 2x2 figure as
+the experiment report: training loss and validation IoU against iterations and against seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from ..files import write_atomic
+from .figures import read_training_log, training_curves_png
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stereo_occ.report.curves", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", metavar="NAME=RUN", help="a name and a run folder (or its metrics.csv)")
+    parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    args = parser.parse_args(argv)
+    try:
+        logs = {}
+        for item in args.runs:
+            name, sep, path = item.partition("=")
+            if not sep or not name:
+                raise UserError(f"{item!r}: expected NAME=RUN, e.g. stereo=runs/quick/runs/stereo")
+            csv = Path(path) / "metrics.csv" if Path(path).is_dir() else Path(path)
+            logs[name] = read_training_log(csv)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(args.out, training_curves_png(logs))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
