@@ -21,6 +21,7 @@ from stereo_occ.evaluation.evaluate import (
     evaluate_item,
     select_objects,
 )
+from stereo_occ.errors import UserError
 from stereo_occ.models import build_model
 from stereo_occ.training.checkpoint import save_checkpoint
 
@@ -131,3 +132,26 @@ def test_empty_prediction_gets_the_worst_values(tiny_dataset):
     assert len(mesh.faces) == 0 and result.n_faces == 0
     assert result.iou == 0.0 and result.mesh_iou == 0.0
     assert result.chamfer_l1 == pytest.approx(np.sqrt(3)) and result.fscore == 0.0 and result.normal_consistency == 0.0
+
+
+@pytest.mark.slow
+def test_two_worker_processes_give_the_same_numbers(tiny_dataset, tmp_path):
+    cfg = tiny_config("model.name=rig-stereo", "model.hidden_dim=16", "model.n_blocks=1", "model.image_channels=8",
+                      "model.volume_channels=8", "model.volume_resolution=8")
+    cfg.dataset = dataset_config(tiny_dataset)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.dataset.rig)
+    checkpoint = tmp_path / "model.pt"
+    save_checkpoint(checkpoint, {"format_version": 1, "model_name": "rig-stereo", "config": to_dict(cfg),
+                                 "model": model.state_dict()})
+    one = evaluate_checkpoint(checkpoint, tiny_dataset, out=tmp_path / "one", eval_cfg=FAST_EVAL)
+    two = evaluate_checkpoint(checkpoint, tiny_dataset, out=tmp_path / "two", eval_cfg=FAST_EVAL, workers=2)
+    assert len(one["per_object"]) == len(two["per_object"]) > 1
+    for a, b in zip(one["per_object"], two["per_object"]):
+        assert (a["object_id"], a["view"], a["n_faces"], a["mise_queries"]) == (b["object_id"], b["view"], b["n_faces"], b["mise_queries"])
+        for key in ("iou", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+    assert sorted(p.name for p in (tmp_path / "two" / "meshes").rglob("*.ply")) == sorted(
+        p.name for p in (tmp_path / "one" / "meshes").rglob("*.ply"))
+    with pytest.raises(UserError, match="workers"):
+        evaluate_checkpoint(checkpoint, tiny_dataset, eval_cfg=FAST_EVAL, workers=0)

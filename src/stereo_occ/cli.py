@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--dataset", type=Path, required=True)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--workers", type=int, default=1, help="evaluate objects in N processes (CPU; default 1)")
 
     p = verbs.add_parser(
         "reconstruct",
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config(p, "experiment folder")
-    p.add_argument("--workers", type=int, default=1, help="dataset build worker processes")
+    p.add_argument("--workers", type=int, default=1, help="processes for the dataset build and the evaluation")
     return parser
 
 
@@ -184,7 +185,9 @@ def run(args: argparse.Namespace) -> None:
         from .evaluation.evaluate import evaluate_checkpoint
 
         eval_cfg = load_config(args.config, args.overrides).eval if (args.config or args.overrides) else None
-        evaluate_checkpoint(args.checkpoint, args.dataset, split=args.split, out=args.out, eval_cfg=eval_cfg)
+        evaluate_checkpoint(
+            args.checkpoint, args.dataset, split=args.split, out=args.out, eval_cfg=eval_cfg, workers=args.workers
+        )
     elif args.verb == "reconstruct":
         import gc
         import time

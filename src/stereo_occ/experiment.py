@@ -171,7 +171,7 @@ def evaluation_current(folder: Path, checkpoint: Path, cfg: Config, dataset: Pat
 
 
 def evaluate_stage(
-    cfg: Config, dataset: Path, runs: Path, evals: Path, stage: int = 3, what: str = "the test split"
+    cfg: Config, dataset: Path, runs: Path, evals: Path, workers: int = 1, stage: int = 3, what: str = "the test split"
 ) -> dict[str, dict]:
     from .evaluation.evaluate import evaluate_checkpoint
 
@@ -183,7 +183,7 @@ def evaluate_stage(
             _stage(stage, f"evaluate {name} on {what}: up to date ({folder / 'metrics.json'}), skipped")
         else:
             _stage(stage, f"evaluate {name} on {what} -> {folder}")
-            evaluate_checkpoint(checkpoint, dataset, split="test", out=folder, eval_cfg=cfg.eval)
+            evaluate_checkpoint(checkpoint, dataset, split="test", out=folder, eval_cfg=cfg.eval, workers=workers)
         results[name] = json.loads((folder / "metrics.json").read_text())
     return results
 
@@ -212,7 +212,7 @@ def real_meshes_stage(cfg: Config, out: Path, runs: Path, workers: int) -> tuple
     _stage(4, f"real meshes: {folder} -> {dataset}")
     build_stage(real_cfg, dataset, workers, stage=4)
     what = f"the real meshes ({folder})"
-    return evaluate_stage(real_cfg, dataset, runs, out / "real" / "eval", stage=4, what=what), str(folder)
+    return evaluate_stage(real_cfg, dataset, runs, out / "real" / "eval", workers, stage=4, what=what), str(folder)
 
 
 def _figure_objects(metrics: dict, per_category: int) -> list[dict]:
@@ -459,7 +459,7 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
 
     build_stage(cfg, dataset, workers)
     train_stage(cfg, dataset, runs)
-    metrics = evaluate_stage(cfg, dataset, runs, evals)
+    metrics = evaluate_stage(cfg, dataset, runs, evals, workers)
     real, real_source = real_meshes_stage(cfg, out, runs, workers)
     figure = figure_stage(cfg, dataset, evals, out / "figure", metrics)
 
