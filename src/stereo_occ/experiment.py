@@ -448,9 +448,9 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
     unknown = [m for m in cfg.experiment.models if m not in MODELS]
     if unknown:
         raise UserError(f"experiment.models: unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})")
-    stray = [m for m in cfg.experiment.overrides if m not in cfg.experiment.models]
+    stray = [m for m in cfg.experiment.overrides if m not in MODELS]
     if stray:
-        raise UserError(f"experiment.overrides: {', '.join(stray)} is not in experiment.models {cfg.experiment.models}")
+        raise UserError(f"experiment.overrides: unknown model(s) {', '.join(stray)} (known: {', '.join(MODELS)})")
     for name in cfg.experiment.models:
         model_config(cfg, name)  # a bad per-model override is an error before anything runs
     out.mkdir(parents=True, exist_ok=True)
