@@ -1,9 +1,10 @@
 """Stereo calibration files for reconstruction, and how far they are from the training rig.
 
-The models take no camera input yet: they learned the study's rig (docs/geometry.md) and assume
-it. A calibration file therefore does not change the reconstruction; it lets us *tell* the user
-when their cameras differ from the rig the model was trained on, which is when to expect worse
-results. The file format (docs/reconstruct.md), OpenCV convention, lengths in object units::
+Camera-aware models (``rig-stereo``, ``rig-mono``) project with the calibration instead of the
+training rig; the study's models take no camera input and assume the training rig (docs/geometry.md).
+For both, the differences from the training rig are reported, since far from it a model works
+outside what it learned. The file format (docs/reconstruct.md), OpenCV convention, lengths in object
+units::
 
     image_size: [128, 128]          # width, height in pixels
     left:
