@@ -163,9 +163,9 @@ DDP_SCRIPT = textwrap.dedent(
         captured["initial_hash"] = parameter_hash(self.model)
         forward = self.ddp.forward
 
-        def counting_forward(left, right, points):
+        def counting_forward(left, right, points, cameras):
             captured["local_batches"].append(int(left.shape[0]))
-            return forward(left, right, points)
+            return forward(left, right, points, cameras)
 
         self.ddp.forward = counting_forward
 

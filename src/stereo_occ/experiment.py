@@ -65,6 +65,10 @@ def _show(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _interval(ci: list[float] | None) -> str:
+    return "[no interval: too few objects]" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -479,14 +483,13 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
         ),
     )
     for name, entry in results["models"].items():
-        lo, hi = entry["iou_ci"]["mean"]
         real_iou = (entry["real"].get("iou") or {}).get("mean")
-        print(f"  {name:<8} IoU {_show(entry['iou']['mean'])} [{lo:.3f}, {hi:.3f}]  "
+        print(f"  {name:<8} IoU {_show(entry['iou']['mean'])} {_interval(entry['iou_ci']['mean'])}  "
               f"mesh IoU {_show(entry['mesh_iou']['mean'])}  real meshes {_show(real_iou)}  "
               f"{entry['iterations']} iterations, {entry['train_seconds']:.0f} s training")
     for pair, diff in results["differences"].items():
         d = diff["iou"]
         verdict = "significant" if d["significant"] else "not significant"
-        print(f"  {pair}: IoU {d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] ({verdict})")
+        print(f"  {pair}: IoU {d['mean']:+.3f} {_interval(d['ci'])} ({verdict})")
     print(f"done in {time.perf_counter() - start:.0f} s: {out / 'report.html'}", flush=True)
     return results
