@@ -10,45 +10,19 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 import trimesh
 from PIL import Image
 
 from stereo_occ import cli
-from stereo_occ.config import load_config, to_dict
 from stereo_occ.errors import UserError
 from stereo_occ.evaluation import simplify as simplify_module
 from stereo_occ.evaluation.mise import grid_to_mesh
 from stereo_occ.evaluation.pairs import Pair, find_pairs, pair_name
 from stereo_occ.evaluation.reconstruct import InputWarning, Reconstructor
 from stereo_occ.evaluation.simplify import SimplifyWarning, simplify_mesh
-from stereo_occ.models import build_model
-from stereo_occ.training.checkpoint import save_checkpoint
 
-SIZE = 32
-SMALL = [
-    f"dataset.rig.image_size={SIZE}",
-    "model.name=stereo",
-    "model.code_dim=32",
-    "model.hidden_dim=32",
-    "model.n_blocks=1",
-    "model.feature_dim=8",
-    "model.max_disparity=4",
-    "eval.mise_resolution=8",
-    "eval.mise_steps=1",
-]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """An untrained small stereo model saved as a real checkpoint."""
-    cfg = load_config(None, SMALL)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.dataset.rig)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    state = {"format_version": 1, "model_name": cfg.model.name, "config": to_dict(cfg), "model": model.state_dict()}
-    save_checkpoint(path, state)
-    return path
+# The same small untrained stereo checkpoint as the single-pair tests.
+from test_reconstruct import SIZE, checkpoint  # noqa: E402,F401 (a fixture)
 
 
 def image(path, seed=0, size=SIZE):

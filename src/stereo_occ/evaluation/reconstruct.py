@@ -23,7 +23,6 @@ writes one mesh per pair with a progress bar (``stereo-occ reconstruct --pairs``
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 import warnings
