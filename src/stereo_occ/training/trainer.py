@@ -298,9 +298,7 @@ class _Run:
         if resume_state is not None:
             path = self.out / LAST
             load_weights(self.model, resume_state["model"], path, self.cfg.model.name)
-            self.optimizer.load_state_dict(resume_state["optimizer"])
-            for group in self.optimizer.param_groups:  # the config may change the learning rate
-                group["lr"] = self.tc.lr
+            self.optimizer.load_state_dict(resume_state["optimizer"])  # its lr is set per step (learning_rate)
             self.iteration = int(resume_state["iteration"])
             self.train_seconds = float(resume_state.get("train_seconds", 0.0))
             self.best_val_iou = resume_state.get("best_val_iou")
