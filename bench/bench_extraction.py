@@ -64,6 +64,7 @@ from stereo_occ.evaluation.reconstruct import Reconstructor
 from stereo_occ.files import write_atomic
 from stereo_occ.models import MODELS, build_model
 from stereo_occ.models.cameras import Cameras
+from stereo_occ.evaluation.threshold import resolved
 from stereo_occ.training.checkpoint import load_model
 
 REFERENCE_POINTS = 8192
@@ -159,7 +160,7 @@ def decoder_rate(model, code, device: torch.device, rng: np.random.Generator, bo
 
 def bench_model(name, args, base_cfg, checkpoints, data, chosen_items, truths, device) -> dict:
     model, cfg, origin = load(name, checkpoints, base_cfg, args.dataset, device)
-    ev = base_cfg.eval
+    ev = resolved(base_cfg.eval, cfg.eval.threshold)  # the checkpoint's threshold unless --config fixes one
     box = box_half_side(cfg.dataset.occupancy)
     fine = ev.mise_resolution * 2**ev.mise_steps
     rng = np.random.default_rng(0)
@@ -332,7 +333,7 @@ def main() -> None:
         chosen = select_objects(list(data.categories), n_objects)
         items = [o * args.views + v for o in chosen for v in range(args.views)][: args.items]
         print(f"{args.dataset} test split: {len(items)} items ({len(chosen)} objects x up to {args.views} views), "
-              f"device {device}, torch threads {torch.get_num_threads()}, eval: threshold {base_cfg.eval.threshold}, "
+              f"device {device}, torch threads {torch.get_num_threads()}, eval: threshold {base_cfg.eval.threshold or 'per checkpoint'}, "
               f"batch_points {base_cfg.eval.batch_points}, n_surface_points {base_cfg.eval.n_surface_points}")
 
         truths = {}

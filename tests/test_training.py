@@ -11,6 +11,7 @@ import torch
 
 from stereo_occ.config import Config, load_config
 from stereo_occ.errors import UserError
+from stereo_occ.evaluation.threshold import THRESHOLDS
 from stereo_occ.training.checkpoint import load_checkpoint, load_model
 from stereo_occ.training.trainer import (
     METRICS_COLUMNS,
@@ -64,6 +65,18 @@ def test_a_short_run_writes_its_outputs_and_the_loss_goes_down(tiny_dataset, tmp
     model, ckpt_cfg = load_model(out / "model_best.pt")
     assert ckpt_cfg.dataset.shapes.mug == 4 and ckpt_cfg.dataset.render.views_per_object == 4
     assert load_checkpoint(out / "model_last.pt")["iteration"] == 30
+    # The threshold chosen on validation with the best weights travels with them.
+    best = load_checkpoint(out / "model_best.pt")
+    assert best["threshold"] in THRESHOLDS and summary["threshold"] == best["threshold"]
+    assert ckpt_cfg.eval.threshold == best["threshold"]
+
+
+def test_a_fixed_threshold_is_the_one_validation_uses(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    cfg = small_config("model.name=mono", "train.iterations=4", "train.val_every=2", "eval.threshold=0.35")
+    train(cfg, tiny_dataset, out)
+    assert load_checkpoint(out / "model_best.pt")["threshold"] == 0.35
+    assert load_model(out / "model_best.pt")[1].eval.threshold == 0.35
 
 
 def _train_rows(path) -> list[tuple[str, str]]:
@@ -154,10 +167,13 @@ def test_evaluate_points_computes_volumetric_iou():
         {"left": images[i], "right": images[i], "points": points[i], "occupancies": inside[i], "K": K, "world_to_cam": w2c}
         for i in range(2)
     ]
-    _, iou = evaluate_points(_Sphere(0.5), items, threshold=0.5)
+    _, (iou,) = evaluate_points(_Sphere(0.5), items, thresholds=(0.5,))
     assert iou == pytest.approx(1.0)
-    _, iou = evaluate_points(_Sphere(0.4), items, threshold=0.5)
+    _, (iou,) = evaluate_points(_Sphere(0.4), items, thresholds=(0.5,))
     assert iou == pytest.approx(0.4**3 / 0.5**3, abs=0.06)
+    # logits 20 (r0 - |p|): probability 0.1 at |p| = r0 + 0.11, 0.9 at r0 - 0.11
+    _, (low, mid, high) = evaluate_points(_Sphere(0.4), items, thresholds=(0.1, 0.5, 0.9))
+    assert low > mid > high
 
 
 @pytest.mark.slow
@@ -191,12 +207,12 @@ def test_each_model_overfits_a_few_objects(tiny_dataset, tmp_path, name):
         ],
     )
     train(cfg, tiny_dataset, tmp_path / name)
-    model, _ = load_model(tmp_path / name / "model_last.pt")
+    model, model_cfg = load_model(tmp_path / name / "model_last.pt")
     from stereo_occ.data.dataset import StereoOccupancyDataset
 
     seen = StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=4000, views=1, uniform_only=True)
     seen = torch.utils.data.Subset(seen, range(2))
-    _, iou = evaluate_points(model, seen, threshold=cfg.eval.threshold)
+    _, (iou,) = evaluate_points(model, seen, thresholds=(model_cfg.eval.threshold,))
     assert iou > 0.8, f"{name} reached training IoU {iou:.3f} on the 2 objects it trained on"
 
 

@@ -141,6 +141,7 @@ class ModelConfig:
     image_channels: int = 32  # first stage of the image features (the merged map has twice as many)
     volume_channels: int = 16
     volume_resolution: int = 16  # voxels per side of the rig-frame volume over the object's sphere
+    fine_channels: int = 0  # full-resolution image features sampled per query point (0 = none)
 
 
 @dataclass
@@ -164,7 +165,9 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    threshold: float = 0.2
+    # Occupied where probability >= threshold. None (the default): the threshold chosen on the
+    # validation split during training and stored in the checkpoint (evaluation/threshold.py).
+    threshold: Optional[float] = None
     n_iou_points: int = 100_000
     n_surface_points: int = 100_000
     fscore_tau: float = 0.011  # 1% of the padded box side (1.1)

@@ -372,7 +372,7 @@ def model_results(name: str, run: Path, metrics: dict) -> dict:
             "train_device": summary.get("device"),
             "test_objects": metrics.get("n_objects"),
             "test_views_per_object": metrics.get("views_per_object"),
-            "threshold": (metrics.get("eval") or {}).get("threshold"),
+            "threshold": metrics.get("threshold", (metrics.get("eval") or {}).get("threshold")),
             "checkpoint": f"runs/{name}/model_best.pt",
         }
     )

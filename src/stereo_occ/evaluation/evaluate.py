@@ -39,6 +39,7 @@ from ..files import write_atomic
 from ..models.cameras import Cameras
 from .metrics import SUMMARY_METRICS, SurfaceSample, compare_surfaces, iou, is_empty, mesh_contains, probability_iou, summarize
 from .mise import extract_mesh, save_mesh
+from .threshold import resolved
 
 
 
@@ -228,7 +229,10 @@ class _Evaluator:
         from ..training.checkpoint import load_model
 
         self.model, self.cfg = load_model(checkpoint, device=device or default_device())
-        self.eval_cfg = eval_cfg or self.cfg.eval
+        # as asked (threshold None = the checkpoint's), and as used: the checkpoint's threshold, chosen
+        # on validation, unless eval_cfg fixes one
+        self.requested_eval = eval_cfg or self.cfg.eval
+        self.eval_cfg = resolved(self.requested_eval, self.cfg.eval.threshold)
         if self.eval_cfg.views_per_object < 1:
             raise UserError(f"eval.views_per_object must be at least 1 (got {self.eval_cfg.views_per_object})")
         if not read_split(dataset, split):
@@ -326,7 +330,8 @@ def evaluate_checkpoint(
             "split": split,
             "n_objects": len(chosen),
             "views_per_object": per_view,
-            "eval": asdict(eval_cfg),
+            "eval": asdict(evaluator.requested_eval),
+            "threshold": eval_cfg.threshold,
             "per_object": per_object,
         }
     )

@@ -44,6 +44,7 @@ from .evaluate import decode_probs, default_device, encode_pair
 from .mise import MESH_SUFFIXES, extract_mesh, save_mesh
 from .pairs import Pair, find_pairs
 from .simplify import simplify_mesh
+from .threshold import resolved
 
 ImageInput = Union[str, Path, np.ndarray, Image.Image]
 
@@ -137,7 +138,8 @@ class Reconstructor:
     ):
         self.model = model.eval()
         self.cfg = cfg
-        self.eval_cfg = eval_cfg or cfg.eval
+        # the checkpoint's threshold (chosen on validation) unless eval_cfg fixes one
+        self.eval_cfg = resolved(eval_cfg or cfg.eval, cfg.eval.threshold)
         self.max_faces = (reconstruct_cfg or cfg.reconstruct).max_faces
         if self.max_faces < 0:
             raise UserError(

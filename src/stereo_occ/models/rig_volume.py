@@ -61,7 +61,7 @@ class ImageFeatures(nn.Module):
     Half a pixel matters when walls are one or two pixels wide.
     """
 
-    def __init__(self, channels: int = 32) -> None:
+    def __init__(self, channels: int = 32, fine_channels: int = 0) -> None:
         super().__init__()
         c = channels
         self.stage1 = nn.Sequential(*conv_gn_relu(3, c), *conv_gn_relu(c, c))
@@ -71,8 +71,10 @@ class ImageFeatures(nn.Module):
         )
         self.merge = nn.Conv2d(c + 4 * c, 2 * c, 1)
         self.out_channels = 2 * c
+        self.fine = nn.Conv2d(c, fine_channels, 1) if fine_channels > 0 else None
+        self.fine_channels = fine_channels
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
         full = self.stage1((images - 0.5) / 0.25)
         half = self.stage2(full)
         quarter = self.stage3(half)
@@ -85,7 +87,7 @@ class ImageFeatures(nn.Module):
             ],
             1,
         )
-        return self.merge(merged)
+        return self.merge(merged), (self.fine(full) if self.fine is not None else None)
 
 
 class VolumeBlock(nn.Module):
@@ -140,6 +142,8 @@ class RigConditioning:
     right: Tensor | None  # (B, C, h, w); None for the mono twin
     volume: Tensor  # (B, C3, G, G, G), axes (z, y, x) over [-extent, extent]^3
     cameras: Cameras
+    left_fine: Tensor | None = None  # (B, F, H, W) full-resolution features; None without them
+    right_fine: Tensor | None = None
 
 
 class RigVolumeEncoder(nn.Module):
@@ -154,15 +158,17 @@ class RigVolumeEncoder(nn.Module):
         volume_channels: int = 16,
         volume_resolution: int = 16,
         extent: float = OBJECT_RADIUS,
+        fine_channels: int = 0,
     ) -> None:
         super().__init__()
         if views not in (1, 2):
             raise UserError(f"a rig model sees 1 or 2 views (got {views})")
         self.views = views
         self.extent = extent
-        self.features = ImageFeatures(feature_channels)
+        self.features = ImageFeatures(feature_channels, fine_channels)
         self.feature_dim = self.features.out_channels
         self.point_dim = point_feature_dim(self.feature_dim, views)
+        self.fine_dim = point_feature_dim(fine_channels, views) if fine_channels > 0 else 0
         self.lift = nn.Conv3d(self.point_dim, volume_channels, 1)
         self.unet = VolumeUNet(volume_channels)
         self.volume_channels = volume_channels
@@ -178,16 +184,17 @@ class RigVolumeEncoder(nn.Module):
         b = left.shape[0]
         cameras = cameras.to(left.device).expand(b)
         if self.views == 2:
-            maps = self.features(torch.cat([left, right], 0))
+            maps, fine = self.features(torch.cat([left, right], 0))
             left_map, right_map = maps[:b], maps[b:]
+            left_fine, right_fine = (fine[:b], fine[b:]) if fine is not None else (None, None)
         else:
-            left_map, right_map = self.features(left), None
+            (left_map, left_fine), right_map, right_fine = self.features(left), None, None
         centers = self.voxel_centers[None].expand(b, -1, -1)
         per_voxel = point_features(centers, left_map, right_map, cameras)  # (B, G^3, C)
         g = self.resolution
         volume = per_voxel.transpose(1, 2).reshape(b, -1, g, g, g)
         volume = self.unet(self.lift(volume))
-        return RigConditioning(left_map, right_map, volume, cameras)
+        return RigConditioning(left_map, right_map, volume, cameras, left_fine, right_fine)
 
 
 def point_feature_dim(feature_dim: int, views: int) -> int:
@@ -228,11 +235,11 @@ class PointDecoder(nn.Module):
     """``(B, N, 3)`` rig-frame points and a :class:`RigConditioning` -> ``(B, N)`` logits."""
 
     def __init__(self, point_dim: int, volume_channels: int, extent: float, hidden: int = 128, blocks: int = 4,
-                 frequencies: int = 6) -> None:
+                 frequencies: int = 6, fine_dim: int = 0) -> None:
         super().__init__()
         self.extent = extent
         self.frequencies = frequencies
-        self.fc_in = nn.Linear(3 + 6 * frequencies + point_dim + volume_channels, hidden)
+        self.fc_in = nn.Linear(3 + 6 * frequencies + point_dim + volume_channels + fine_dim, hidden)
         self.blocks = nn.Sequential(*(ResidualBlock(hidden) for _ in range(blocks)))
         self.fc_out = nn.Linear(hidden, 1)
 
@@ -247,6 +254,8 @@ class PointDecoder(nn.Module):
             point_features(points, cond.left, cond.right, cond.cameras),
             volume[:, :, :, 0, 0].transpose(1, 2),
         ]
+        if cond.left_fine is not None:
+            features.append(point_features(points, cond.left_fine, cond.right_fine, cond.cameras))
         h = self.blocks(self.fc_in(torch.cat(features, -1)))
         return self.fc_out(F.relu(h)).squeeze(-1)
 
@@ -257,8 +266,10 @@ def _build(cfg: ModelConfig, views: int) -> OccupancyNetwork:
         feature_channels=cfg.image_channels,
         volume_channels=cfg.volume_channels,
         volume_resolution=cfg.volume_resolution,
+        fine_channels=cfg.fine_channels,
     )
-    decoder = PointDecoder(encoder.point_dim, cfg.volume_channels, encoder.extent, cfg.hidden_dim, cfg.n_blocks)
+    decoder = PointDecoder(encoder.point_dim, cfg.volume_channels, encoder.extent, cfg.hidden_dim, cfg.n_blocks,
+                           fine_dim=encoder.fine_dim)
     return OccupancyNetwork(encoder, decoder)
 
 

@@ -181,7 +181,7 @@ def _results_table(results: Mapping[str, Any]) -> str:
         "<tr><th>model</th>"
         + "".join(f"<th>IoU {c}</th>" for c in CATEGORIES)
         + "<th>IoU mean [95% CI]</th><th>mesh IoU</th><th>Chamfer-L1</th><th>NC</th><th>F-score</th>"
-        + "<th>test objects &times; views</th><th>iterations</th><th>training</th></tr>"
+        + "<th>test objects &times; views</th><th>threshold</th><th>iterations</th><th>training</th></tr>"
     )
     cols: list[tuple[str, Any, bool]] = []  # (label, getter, higher is better)
     for c in CATEGORIES:
@@ -202,6 +202,7 @@ def _results_table(results: Mapping[str, Any]) -> str:
         rows.append(
             f"<tr><td>{_e(name)}</td>{''.join(cells)}"
             f"<td>{_test_set(m.get('test_objects'), m.get('test_views_per_object'))}</td>"
+            f"<td>{_fmt(m.get('threshold'), 2)}</td>"
             f"<td>{_e(m.get('iterations', '–'))}</td>"
             f"<td>{_duration(m.get('train_seconds'))}</td></tr>"
         )
@@ -209,7 +210,7 @@ def _results_table(results: Mapping[str, Any]) -> str:
         blanks = "<td>&ndash;</td>" * len(CATEGORIES)
         rows.append(
             f'<tr class="study"><td>{_e(name)} (study, Table 1)</td>{blanks}<td>{iou:.4f}</td>'
-            + "<td>&ndash;</td>" * 5
+            + "<td>&ndash;</td>" * 6
             + f"<td>{STUDY_ITERATIONS}</td><td>&ndash;</td></tr>"
         )
     source = (results.get("dataset") or {}).get("source", "unknown")
@@ -473,6 +474,8 @@ def _config_summary(config: Mapping[str, Any]) -> str:
         value = _get(config, key)
         if key == "dataset.shapes" and isinstance(value, Mapping):
             value = " / ".join(str(value.get(c, "?")) for c in CATEGORIES)
+        elif key == "eval.threshold" and value is None:
+            value = "chosen per model on the validation split (results table)"
         elif key == "eval" and isinstance(value, Mapping):
             value = f"{value.get('mise_resolution')} / {value.get('mise_steps')}"
         elif isinstance(value, list):

@@ -90,6 +90,7 @@ def load_weights(model: torch.nn.Module, state_dict: dict, path: str | Path, mod
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
     """Rebuild the trained model from the checkpoint alone (model config + the dataset's rig), in eval mode."""
+    from ..evaluation.threshold import resolved
     from ..models import build_model
 
     state = load_checkpoint(path)
@@ -104,6 +105,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     model = build_model(cfg.model, cfg.dataset.rig)
     load_weights(model, state["model"], path, cfg.model.name)
     model.to(device).eval()
+    cfg.eval = resolved(cfg.eval, state.get("threshold"))  # the threshold chosen on validation
     return model, cfg
 
 

@@ -23,7 +23,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from ..config import Config, DatasetConfig, TrainConfig, from_dict, to_dict
 from ..errors import UserError
+from ..evaluation.threshold import DEFAULT_THRESHOLD, choose_threshold, ious_at, validation_thresholds
 from ..files import write_atomic
 from ..models.cameras import Cameras
 from .checkpoint import (
@@ -94,15 +95,15 @@ def evaluate_points(
     model: torch.nn.Module,
     dataset: Dataset,
     *,
-    threshold: float,
+    thresholds: Sequence[float] = (DEFAULT_THRESHOLD,),
     device: torch.device | str = "cpu",
     batch_size: int = 16,
     amp_dtype: torch.dtype | None = None,
-) -> tuple[float, float]:
-    """(mean BCE over all points, mean per-item volumetric IoU) of ``model`` on ``dataset``'s points.
+) -> tuple[float, list[float]]:
+    """(mean BCE over all points, mean per-item volumetric IoU at each threshold) of ``model`` on ``dataset``.
 
-    IoU of an item is |pred & gt| / |pred | gt| with pred = sigmoid(logit) >= ``threshold``; an item where
-    both are empty counts as 1. Items are taken in order, so a fixed dataset gives a fixed number.
+    IoU of an item is |pred & gt| / |pred | gt| with pred = sigmoid(logit) >= threshold; an item where
+    both are empty counts as 1. Items are taken in order, so a fixed dataset gives fixed numbers.
     """
     device = torch.device(device)
     was_training = model.training
@@ -113,22 +114,17 @@ def evaluate_points(
             left, right = batch["left"].to(device), batch["right"].to(device)
             points, occ = batch["points"].to(device), batch["occupancies"].to(device)
             cameras = Cameras.from_batch(batch).to(device)
-            with autocast(device, amp_dtype):
+            with torch.no_grad(), autocast(device, amp_dtype):
                 logits = model(left, right, points, cameras)
             logits = logits.float()
             loss_sum += float(F.binary_cross_entropy_with_logits(logits, occ, reduction="sum"))
             n_points += occ.numel()
-            pred = torch.sigmoid(logits) >= threshold
-            gt = occ > 0.5
-            inter = (pred & gt).sum(dim=1).double()
-            union = (pred | gt).sum(dim=1).double()
-            iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-            ious.extend(iou.tolist())
+            ious.append(ious_at(torch.sigmoid(logits).cpu().numpy(), occ.cpu().numpy() > 0.5, thresholds))
     finally:
         model.train(was_training)
     if not ious:
         raise ValueError("evaluate_points needs a non-empty dataset")
-    return loss_sum / n_points, float(np.mean(ious))
+    return loss_sum / n_points, np.concatenate(ious, axis=1).mean(axis=1).tolist()
 
 
 # --- pieces of a run ----------------------------------------------------------------------------------
@@ -295,6 +291,9 @@ class _Run:
         self.iteration, self.train_seconds = 0, 0.0
         self.best_val_iou: float | None = None
         self.best_iteration: int | None = None
+        # decision thresholds chosen on validation (evaluation/threshold.py): the latest, and the best's
+        self.threshold: float | None = None
+        self.best_threshold: float | None = None
         if resume_state is not None:
             path = self.out / LAST
             load_weights(self.model, resume_state["model"], path, self.cfg.model.name)
@@ -303,6 +302,8 @@ class _Run:
             self.train_seconds = float(resume_state.get("train_seconds", 0.0))
             self.best_val_iou = resume_state.get("best_val_iou")
             self.best_iteration = resume_state.get("best_iteration")
+            self.threshold = resume_state.get("threshold")
+            self.best_threshold = resume_state.get("best_threshold")
             restore_rng_state(resume_state["rng"])
         self.ddp = (
             DistributedDataParallel(
@@ -325,6 +326,8 @@ class _Run:
             "train_seconds": self.train_seconds_now(),
             "best_val_iou": self.best_val_iou,
             "best_iteration": self.best_iteration,
+            "threshold": self.threshold,
+            "best_threshold": self.best_threshold,
             "rng": capture_rng_state(),
         }
         if with_optimizer:
@@ -381,6 +384,7 @@ class _Run:
                 self.iteration = int(state["iteration"])
                 self.train_seconds = float(state.get("train_seconds", 0.0))
                 self.best_val_iou, self.best_iteration = state.get("best_val_iou"), state.get("best_iteration")
+                self.best_threshold = state.get("best_threshold")
                 if main and not (self.out / "summary.json").is_file():
                     # Killed after the final checkpoint but before the run's last writes: finish them.
                     if not (self.out / BEST).is_file():
@@ -439,6 +443,7 @@ class _Run:
                 "train_seconds": round(train_seconds, 3),
                 "best_val_iou": self.best_val_iou,
                 "best_iteration": self.best_iteration,
+                "threshold": self.best_threshold,
                 "world_size": self.ctx.world_size,
                 "device": str(self.ctx.device),
                 # what the run was trained with, so an experiment can tell a stale run from its own
@@ -498,21 +503,24 @@ class _Run:
 
     def _validate(self, val_set: Dataset, metrics, writer, bar) -> None:
         it = self.iteration
-        loss, iou = evaluate_points(
+        thresholds = validation_thresholds(self.cfg.eval)
+        loss, ious = evaluate_points(
             self.model,
             val_set,
-            threshold=self.cfg.eval.threshold,
+            thresholds=thresholds,
             device=self.ctx.device,
             batch_size=self.tc.val_batch_size,
             amp_dtype=self.amp_dtype,
         )
+        self.threshold, iou = choose_threshold(thresholds, ious)
         metrics.add(it, self.train_seconds_now(), "val", loss, iou)
         writer.add_scalar("val/loss", loss, it)
         writer.add_scalar("val/iou", iou, it)
+        writer.add_scalar("val/threshold", self.threshold, it)
         if self.best_val_iou is None or iou > self.best_val_iou:
-            self.best_val_iou, self.best_iteration = iou, it
+            self.best_val_iou, self.best_iteration, self.best_threshold = iou, it, self.threshold
             save_checkpoint(self.out / BEST, self._state(with_optimizer=False))
         bar.write(
-            f"iteration {it}: val loss {loss:.4f}, IoU {iou:.4f} "
+            f"iteration {it}: val loss {loss:.4f}, IoU {iou:.4f} at threshold {self.threshold:.2f} "
             f"(best {self.best_val_iou:.4f} at {self.best_iteration})"
         )
