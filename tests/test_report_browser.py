@@ -211,3 +211,26 @@ def test_report_in_a_browser(tmp_path, browser):
     shot = tmp_path / "report.png"
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_training_log_reads_validation_per_category_and_draws_it(tmp_path):
+    from stereo_occ.report.curves import main as curves_main
+
+    new = tmp_path / "new.csv"
+    new.write_text(
+        "iteration,seconds,split,loss,iou,threshold,iou_mug,iou_bowl,iou_bottle\n"
+        "10,5.0,train,0.6,,,,,\n"
+        "50,30.0,val,0.5,0.30,0.40,0.20,0.10,0.60\n"
+        "100,60.0,val,0.4,0.35,0.45,0.25,,0.70\n"  # no bowl among the val objects here
+    )
+    log = read_training_log(new)
+    assert log.val_category["mug"].tolist() == [0.20, 0.25]
+    assert log.val_category["bottle"].tolist() == [0.60, 0.70]
+    assert log.val_category["bowl"][0] == 0.10 and math.isnan(log.val_category["bowl"][1])
+    old = tmp_path / "old.csv"  # a log from before the per-category columns
+    _write_log(old, 0.3, 0.5)
+    assert np.isnan(read_training_log(old).val_category["mug"]).all()
+    out = tmp_path / "curves.png"
+    curves_main([f"new={new}", f"old={old}", "--per-category", "--out", str(out)])
+    with Image.open(out) as image:
+        assert image.size[0] > 3 * image.size[1]  # four panels side by side

@@ -57,6 +57,8 @@ def test_a_short_run_writes_its_outputs_and_the_loss_goes_down(tiny_dataset, tmp
     assert sum(losses[-10:]) / 10 < 0.9 * sum(losses[:5]) / 5
     val = [r for r in rows if r["split"] == "val"]
     assert [int(r["iteration"]) for r in val] == [15, 30] and all(0 <= float(r["iou"]) <= 1 for r in val)
+    assert all(float(r["threshold"]) in THRESHOLDS for r in val)
+    assert all(any(r[f"iou_{c}"] for c in ("mug", "bowl", "bottle")) for r in val)  # per category too
     summary = json.loads((out / "summary.json").read_text())
     assert summary["iterations"] == 30 and summary["best_iteration"] in (15, 30)
     assert summary["best_val_iou"] == pytest.approx(max(float(r["iou"]) for r in val), abs=1e-6)
@@ -167,13 +169,18 @@ def test_evaluate_points_computes_volumetric_iou():
         {"left": images[i], "right": images[i], "points": points[i], "occupancies": inside[i], "K": K, "world_to_cam": w2c}
         for i in range(2)
     ]
-    _, (iou,) = evaluate_points(_Sphere(0.5), items, thresholds=(0.5,))
+    (iou,) = evaluate_points(_Sphere(0.5), items, thresholds=(0.5,)).mean()
     assert iou == pytest.approx(1.0)
-    _, (iou,) = evaluate_points(_Sphere(0.4), items, thresholds=(0.5,))
+    (iou,) = evaluate_points(_Sphere(0.4), items, thresholds=(0.5,)).mean()
     assert iou == pytest.approx(0.4**3 / 0.5**3, abs=0.06)
     # logits 20 (r0 - |p|): probability 0.1 at |p| = r0 + 0.11, 0.9 at r0 - 0.11
-    _, (low, mid, high) = evaluate_points(_Sphere(0.4), items, thresholds=(0.1, 0.5, 0.9))
+    low, mid, high = evaluate_points(_Sphere(0.4), items, thresholds=(0.1, 0.5, 0.9)).mean()
     assert low > mid > high
+    # per category: the first item a mug, the second a bottle
+    items[0]["category"], items[1]["category"] = torch.tensor(0), torch.tensor(2)
+    scores = evaluate_points(_Sphere(0.4), items, thresholds=(0.5,))
+    assert set(scores.by_category(0.5)) == {"mug", "bottle"}
+    assert scores.by_category(0.5)["mug"] == pytest.approx(scores.ious[0, 0])
 
 
 @pytest.mark.slow
@@ -212,7 +219,7 @@ def test_each_model_overfits_a_few_objects(tiny_dataset, tmp_path, name):
 
     seen = StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=4000, views=1, uniform_only=True)
     seen = torch.utils.data.Subset(seen, range(2))
-    _, (iou,) = evaluate_points(model, seen, thresholds=(model_cfg.eval.threshold,))
+    (iou,) = evaluate_points(model, seen, thresholds=(model_cfg.eval.threshold,)).mean()
     assert iou > 0.8, f"{name} reached training IoU {iou:.3f} on the 2 objects it trained on"
 
 

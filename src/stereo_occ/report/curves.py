@@ -5,6 +5,7 @@
 
 Each argument is ``NAME=RUN`` (a training run folder, or its ``metrics.csv``). The same 2x2 figure as
 the experiment report: training loss and validation IoU against iterations and against seconds.
+With ``--per-category``: validation IoU of the mean and of each category against training minutes.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..files import write_atomic
-from .figures import read_training_log, training_curves_png
+from .figures import category_curves_png, read_training_log, training_curves_png
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stereo_occ.report.curves", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="NAME=RUN", help="a name and a run folder (or its metrics.csv)")
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    parser.add_argument("--per-category", action="store_true", help="validation IoU per category against minutes")
     args = parser.parse_args(argv)
     try:
         logs = {}
@@ -32,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
             csv = Path(path) / "metrics.csv" if Path(path).is_dir() else Path(path)
             logs[name] = read_training_log(csv)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.out, training_curves_png(logs))
+        draw = category_curves_png if args.per_category else training_curves_png
+        write_atomic(args.out, draw(logs))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import trimesh  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from ..config import CATEGORIES  # noqa: E402
 from ..data.rig import OPENCV_TO_OPENGL  # noqa: E402
 from ..errors import UserError  # noqa: E402
 from ..files import write_atomic  # noqa: E402
@@ -176,6 +177,8 @@ class TrainingLog:
     val_iteration: np.ndarray
     val_seconds: np.ndarray
     val_iou: np.ndarray
+    # validation IoU per category (NaN where a log has none: older logs, or no such val object)
+    val_category: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _number(text: str | None) -> float:
@@ -190,7 +193,7 @@ def read_training_log(path: str | Path) -> TrainingLog:
     if not path.is_file():
         raise UserError(f"training log not found: {path}")
     train: list[tuple[float, float, float]] = []
-    val: list[tuple[float, float, float]] = []
+    val: list[tuple[float, ...]] = []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         missing = {"iteration", "seconds", "split", "loss", "iou"} - set(reader.fieldnames or ())
@@ -202,12 +205,13 @@ def read_training_log(path: str | Path) -> TrainingLog:
                 if row["split"] == "train":
                     train.append((it, sec, _number(row["loss"])))
                 elif row["split"] == "val":
-                    val.append((it, sec, _number(row["iou"])))
+                    val.append((it, sec, _number(row["iou"]), *(_number(row.get(f"iou_{c}")) for c in CATEGORIES)))
         except ValueError as exc:
             raise UserError(f"{path}: malformed number on line {reader.line_num} ({exc})") from None
     t = np.array(train, dtype=np.float64).reshape(-1, 3)
-    v = np.array(val, dtype=np.float64).reshape(-1, 3)
-    return TrainingLog(t[:, 0], t[:, 1], t[:, 2], v[:, 0], v[:, 1], v[:, 2])
+    v = np.array(val, dtype=np.float64).reshape(-1, 3 + len(CATEGORIES))
+    per_category = {c: v[:, 3 + k] for k, c in enumerate(CATEGORIES)}
+    return TrainingLog(t[:, 0], t[:, 1], t[:, 2], v[:, 0], v[:, 1], v[:, 2], per_category)
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -253,6 +257,35 @@ def training_curves_png(logs: Mapping[str, TrainingLog], *, dpi: int = 110) -> b
                 ax.legend(frameon=False)
     axes[0, 0].set_title("against iterations")
     axes[0, 1].set_title("against wall-clock time")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def category_curves_png(logs: Mapping[str, TrainingLog], *, dpi: int = 110) -> bytes:
+    """Validation IoU per category (and the mean) against training minutes, one panel each.
+
+    Mugs and bowls are thin shells and bottles nearly solid: a mean hides which one a change helped.
+    """
+    panels = ["mean", *CATEGORIES]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), dpi=dpi, constrained_layout=True,
+                             sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, log) in enumerate(logs.items()):
+        minutes = log.val_seconds / 60.0
+        for ax, panel in zip(axes, panels):
+            values = log.val_iou if panel == "mean" else log.val_category.get(panel, np.full(len(minutes), np.nan))
+            if len(values) and not np.isnan(values).all():
+                ax.plot(minutes, values, color=colors[i % len(colors)], marker="o", markersize=3, linewidth=1.6,
+                        label=name)
+    for ax, panel in zip(axes, panels):
+        ax.set_title(f"{panel} (validation)")
+        ax.set_xlabel("training time (min)")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("IoU")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(frameon=False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

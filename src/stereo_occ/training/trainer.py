@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..config import Config, DatasetConfig, TrainConfig, from_dict, to_dict
+from ..config import CATEGORIES, Config, DatasetConfig, TrainConfig, from_dict, to_dict
 from ..errors import UserError
 from ..evaluation.threshold import DEFAULT_THRESHOLD, choose_threshold, ious_at, validation_thresholds
 from ..files import write_atomic
@@ -58,7 +58,7 @@ from .distributed import (
 from .sampler import EpochKeyed, EpochStream, ResumableDistributedSampler
 
 LAST, BEST = "model_last.pt", "model_best.pt"
-METRICS_COLUMNS = ("iteration", "seconds", "split", "loss", "iou")
+METRICS_COLUMNS = ("iteration", "seconds", "split", "loss", "iou", "threshold") + tuple(f"iou_{c}" for c in CATEGORIES)
 
 
 @dataclass
@@ -90,6 +90,25 @@ def train(cfg: Config, dataset: str | Path, out: str | Path, resume: bool = Fals
 # --- validation ---------------------------------------------------------------------------------------
 
 
+@dataclass
+class PointScores:
+    """What :func:`evaluate_points` measured: the mean BCE and each item's IoU at each threshold."""
+
+    loss: float
+    thresholds: tuple[float, ...]
+    ious: np.ndarray  # (thresholds, items)
+    categories: np.ndarray  # (items,) category index of each item (-1: unknown)
+
+    def mean(self) -> list[float]:
+        """Mean IoU over items, per threshold."""
+        return self.ious.mean(axis=1).tolist()
+
+    def by_category(self, threshold: float) -> dict[str, float]:
+        """Mean IoU per category at ``threshold`` (categories with items only)."""
+        row = self.ious[self.thresholds.index(threshold)]
+        return {c: float(row[self.categories == k].mean()) for k, c in enumerate(CATEGORIES) if (self.categories == k).any()}
+
+
 @torch.no_grad()
 def evaluate_points(
     model: torch.nn.Module,
@@ -99,8 +118,8 @@ def evaluate_points(
     device: torch.device | str = "cpu",
     batch_size: int = 16,
     amp_dtype: torch.dtype | None = None,
-) -> tuple[float, list[float]]:
-    """(mean BCE over all points, mean per-item volumetric IoU at each threshold) of ``model`` on ``dataset``.
+) -> PointScores:
+    """Mean BCE over all points and each item's volumetric IoU at each threshold, of ``model`` on ``dataset``.
 
     IoU of an item is |pred & gt| / |pred | gt| with pred = sigmoid(logit) >= threshold; an item where
     both are empty counts as 1. Items are taken in order, so a fixed dataset gives fixed numbers.
@@ -108,23 +127,24 @@ def evaluate_points(
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    loss_sum, n_points, ious = 0.0, 0, []
+    loss_sum, n_points, ious, categories = 0.0, 0, [], []
     try:
         for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0):
             left, right = batch["left"].to(device), batch["right"].to(device)
             points, occ = batch["points"].to(device), batch["occupancies"].to(device)
             cameras = Cameras.from_batch(batch).to(device)
-            with torch.no_grad(), autocast(device, amp_dtype):
+            with autocast(device, amp_dtype):
                 logits = model(left, right, points, cameras)
             logits = logits.float()
             loss_sum += float(F.binary_cross_entropy_with_logits(logits, occ, reduction="sum"))
             n_points += occ.numel()
             ious.append(ious_at(torch.sigmoid(logits).cpu().numpy(), occ.cpu().numpy() > 0.5, thresholds))
+            categories.append(np.asarray(batch["category"]) if "category" in batch else np.full(len(occ), -1))
     finally:
         model.train(was_training)
     if not ious:
         raise ValueError("evaluate_points needs a non-empty dataset")
-    return loss_sum / n_points, np.concatenate(ious, axis=1).mean(axis=1).tolist()
+    return PointScores(loss_sum / n_points, tuple(thresholds), np.concatenate(ious, axis=1), np.concatenate(categories))
 
 
 # --- pieces of a run ----------------------------------------------------------------------------------
@@ -200,7 +220,10 @@ def load_pretrained(model: torch.nn.Module, path: str | Path) -> None:
 
 
 class MetricsLog:
-    """``metrics.csv`` (iteration, seconds, split, loss, iou), appended row by row; trimmed on resume."""
+    """``metrics.csv`` (:data:`METRICS_COLUMNS`), appended row by row; trimmed on resume.
+
+    Validation rows also carry the threshold chosen and the IoU per category at it.
+    """
 
     def __init__(self, path: Path, keep_through: int | None):
         self.path = path
@@ -219,8 +242,22 @@ class MetricsLog:
         self._file = open(path, "a", newline="")
         self._writer = csv.writer(self._file)
 
-    def add(self, iteration: int, seconds: float, split: str, loss: float, iou: float | None) -> None:
-        self._writer.writerow([iteration, f"{seconds:.3f}", split, f"{loss:.6f}", "" if iou is None else f"{iou:.6f}"])
+    def add(
+        self,
+        iteration: int,
+        seconds: float,
+        split: str,
+        loss: float,
+        iou: float | None,
+        threshold: float | None = None,
+        per_category: dict[str, float] | None = None,
+    ) -> None:
+        number = lambda v, fmt: "" if v is None else format(v, fmt)  # noqa: E731
+        per_category = per_category or {}
+        self._writer.writerow(
+            [iteration, f"{seconds:.3f}", split, f"{loss:.6f}", number(iou, ".6f"), number(threshold, ".2f")]
+            + [number(per_category.get(c), ".6f") for c in CATEGORIES]
+        )
         self._file.flush()
 
     def close(self) -> None:
@@ -504,7 +541,7 @@ class _Run:
     def _validate(self, val_set: Dataset, metrics, writer, bar) -> None:
         it = self.iteration
         thresholds = validation_thresholds(self.cfg.eval)
-        loss, ious = evaluate_points(
+        scores = evaluate_points(
             self.model,
             val_set,
             thresholds=thresholds,
@@ -512,8 +549,12 @@ class _Run:
             batch_size=self.tc.val_batch_size,
             amp_dtype=self.amp_dtype,
         )
-        self.threshold, iou = choose_threshold(thresholds, ious)
-        metrics.add(it, self.train_seconds_now(), "val", loss, iou)
+        loss = scores.loss
+        self.threshold, iou = choose_threshold(thresholds, scores.mean())
+        per_category = scores.by_category(self.threshold)
+        metrics.add(it, self.train_seconds_now(), "val", loss, iou, self.threshold, per_category)
+        for category, value in per_category.items():
+            writer.add_scalar(f"val/iou_{category}", value, it)
         writer.add_scalar("val/loss", loss, it)
         writer.add_scalar("val/iou", iou, it)
         writer.add_scalar("val/threshold", self.threshold, it)
