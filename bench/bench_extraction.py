@@ -241,6 +241,7 @@ def bench_model(name, args, base_cfg, checkpoints, data, chosen_items, truths, d
         "mise_vs_dense_iou_min": min(r["mise_vs_dense_iou"] for r in rows),
         "mise_grid": f"{ev.mise_resolution}^3+{ev.mise_steps} (={fine}^3)",
         "dense_grid": f"{args.dense_resolution}^3",
+        "threshold": ev.threshold,  # the checkpoint's (chosen on validation) unless --config fixes one
     }
     summary["dense_over_mise"] = summary["dense_s"] / summary["mise_s"]
     summary["query_ratio"] = summary["dense_queries"] / summary["mise_queries"]

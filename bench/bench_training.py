@@ -12,8 +12,8 @@ checkpoints and data loading come on top) and ``train.val_every`` so a validatio
 ``--val-seconds``. Per-model ``train.iterations`` overrides are replaced by this time budget (with
 ``train.lr_schedule=cosine`` the decay then spans the budget). The run is
 ``stereo_occ.training.trainer.train``; afterwards its ``summary.json`` and ``metrics.csv`` are read,
-and ``model_last.pt`` is evaluated per category on the val split with a cheap eval config
-(10k surface points, MISE 16^3 + 1 step, one view per object).
+and ``model_last.pt`` is evaluated per category on the test split (its threshold was chosen on
+val) with a cheap eval config (10k surface points, MISE 16^3 + 1 step, one view per object).
 
 The reference, measured in this run (at the start and again at the end, so a change in machine load
 shows): samples per second of a ``mono`` training step (forward + backward + fused Adam, as the
@@ -22,10 +22,11 @@ trainer does it) on the same batch.
 Columns: ``params`` parameters; ``step/s`` the model's own training-step samples/s from the warm-up
 (compute only); ``train/s`` samples/s of the whole run, batch x iterations / train_seconds
 (validation, checkpoints and data loading included); ``x mono`` train/s over the mono reference;
-``IoU@Nm`` validation IoU (network IoU on fixed uniform val points, the trainer's mean over val
-objects) of the last validation at or before N minutes of training (``*``: the run ended before N
+``IoU@Nm`` validation IoU (network IoU on fixed uniform val points at the threshold the validation
+chose, the trainer's mean over val objects; per category in a second table) of the last validation
+at or before N minutes of training (``*``: the run ended before N
 minutes, so this is its final validation; ``-``: no validation by then); ``final`` the last
-validation; then the per-category network IoU of the final weights on the val split.
+validation; then the per-category network IoU of the final weights on the test split.
 Absolute numbers depend on the machine; compare models by the ratios and the IoU columns.
 """
 
@@ -110,23 +111,25 @@ def step_times(cfg: Config, root: Path, batch: dict, steps: int) -> tuple[list[f
     return times, sum(p.numel() for p in model.parameters())
 
 
-def read_metrics(path: Path) -> list[tuple[int, float, float]]:
-    """Validation rows (iteration, seconds, iou) of a run's metrics.csv."""
+def read_metrics(path: Path) -> list[dict]:
+    """Validation rows of a run's metrics.csv: iteration, seconds, iou, and the IoU per category."""
+    number = lambda text: float(text) if text else None  # noqa: E731
     with open(path, newline="") as f:
         return [
-            (int(r["iteration"]), float(r["seconds"]), float(r["iou"]))
+            {"iteration": int(r["iteration"]), "seconds": float(r["seconds"]), "iou": float(r["iou"]),
+             "categories": {c: number(r.get(f"iou_{c}")) for c in CATEGORIES}}
             for r in csv.DictReader(f)
             if r["split"] == "val" and r["iou"]
         ]
 
 
-def iou_by(val: list[tuple[int, float, float]], minutes: float, run_seconds: float) -> dict:
+def iou_by(val: list[dict], minutes: float, run_seconds: float) -> dict:
     """The last validation at or before ``minutes``; ``ended`` when the run stopped before the mark."""
-    seen = [v for v in val if v[1] <= minutes * 60.0]
+    seen = [v for v in val if v["seconds"] <= minutes * 60.0]
+    ended = run_seconds < minutes * 60.0
     if not seen:
-        return {"iou": None, "iteration": None, "seconds": None, "ended": run_seconds < minutes * 60.0}
-    it, seconds, value = seen[-1]
-    return {"iou": value, "iteration": it, "seconds": seconds, "ended": run_seconds < minutes * 60.0}
+        return {"iou": None, "iteration": None, "seconds": None, "categories": {}, "ended": ended}
+    return {**seen[-1], "ended": ended}
 
 
 def bench_model(name: str, args, base: Config, batch: dict) -> dict:
@@ -165,9 +168,9 @@ def bench_model(name: str, args, base: Config, batch: dict) -> dict:
         "train_samples_per_s": rate,
         "ratio_to_reference": None,  # set once the reference is measured again at the end
         "val_every": val_every,
-        "val": [{"iteration": i, "seconds": s, "iou": v} for i, s, v in val],
+        "val": val,
         "iou_at_minutes": marks,
-        "final_val_iou": val[-1][2] if val else None,
+        "final_val_iou": val[-1]["iou"] if val else None,
         "eval_split": args.eval_split,
         "eval_iou": per_category,
         "run": str(out),
@@ -200,6 +203,12 @@ def print_table(results: dict, marks: list[float], reference: dict, split: str) 
               + "".join(cell(cats.get(c), 8) for c in (*CATEGORIES, "mean")))
     print(f"(samples/s: step/s = warm-up compute only, train/s = the whole run; x mono = train/s over the reference; "
           f"per-category IoU: final weights on the {split} split; *: the run ended before that mark)")
+    print("\nvalidation IoU per category at each mark (" + " / ".join(CATEGORIES) + ")")
+    for name, r in results.items():
+        at = r["iou_at_minutes"]
+        print(f"{name:<12}" + "".join(
+            f"  {m:g} min: " + " / ".join(cell(at[f"{m:g}"]["categories"].get(c), 5).strip() for c in CATEGORIES)
+            for m in marks))
 
 
 def main() -> None:
@@ -211,8 +220,9 @@ def main() -> None:
     parser.add_argument("--marks", default="1,2,5", help="minutes at which to read the val IoU (default 1,2,5)")
     parser.add_argument("--val-seconds", type=float, default=30.0, help="validate about this often (default 30)")
     parser.add_argument("--steps", type=int, default=3, help="timed warm-up / reference steps (default 3)")
-    parser.add_argument("--eval-split", default="val", choices=["train", "val", "test"],
-                        help="split of the per-category evaluation at the end (default val)")
+    parser.add_argument("--eval-split", default="test", choices=["train", "val", "test"],
+                        help="split of the per-category evaluation at the end (default test: the "
+                             "threshold is chosen on val)")
     parser.add_argument("--out", type=Path, help="folder for the runs (default: a temporary one, removed at the end)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.batch_size=8")

@@ -70,6 +70,12 @@ def test_a_run_counts_as_finished_only_with_its_iterations_and_best_checkpoint(t
     assert not training_finished(tmp_path, tiny_config("train.iterations=20"))  # longer: resumes
     with pytest.raises(UserError, match="train.lr"):  # another learning rate is another run
         training_finished(tmp_path, tiny_config("train.iterations=10", "train.lr=0.01"))
+    # A run from before a setting existed had the behaviour its default keeps: still this run.
+    del trained["model"]["fine_channels"]
+    (tmp_path / "summary.json").write_text(json.dumps({"iterations": 10, "config": trained}))
+    assert training_finished(tmp_path, cfg)
+    with pytest.raises(UserError, match="model.fine_channels"):
+        training_finished(tmp_path, tiny_config("train.iterations=10", "model.fine_channels=8"))
 
 
 def test_per_model_overrides_change_only_how_a_model_is_trained():

@@ -269,6 +269,10 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value < 1:
             raise UserError(f"{key} must be at least 1 (got {value})")
+    if cfg.eval.threshold is not None and not 0.0 < cfg.eval.threshold < 1.0:
+        raise UserError(f"eval.threshold must be in (0, 1), or null to use the one chosen on validation (got {cfg.eval.threshold})")
+    if cfg.model.fine_channels < 0:
+        raise UserError(f"model.fine_channels must be 0 (none) or positive (got {cfg.model.fine_channels})")
     if cfg.train.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"train.lr_schedule must be constant or cosine (got {cfg.train.lr_schedule!r})")
     if cfg.train.precision not in ("auto", "fp32", "bf16"):

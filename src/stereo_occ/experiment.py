@@ -104,12 +104,14 @@ def stale_run_settings(run: Path, cfg: Config) -> list[str]:
     if not trained:
         return []
     wanted = {key: to_dict(getattr(cfg, key)) for key in ("model", "train", "data")}
+    defaults = to_dict(Config())
     differ = []
     for section, values in wanted.items():
         for key, value in values.items():
             if section == "train" and key in RUN_LENGTH_KEYS:
                 continue
-            if trained.get(section, {}).get(key) != value:
+            # a setting newer than the run: the run had the behaviour its default keeps
+            if trained.get(section, {}).get(key, defaults[section][key]) != value:
                 differ.append(f"{section}.{key}")
     return differ
 

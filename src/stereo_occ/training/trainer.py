@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..config import CATEGORIES, Config, DatasetConfig, TrainConfig, from_dict, to_dict
+from ..config import CATEGORIES, Config, DatasetConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from ..errors import UserError
 from ..evaluation.threshold import DEFAULT_THRESHOLD, choose_threshold, ious_at, validation_thresholds
 from ..files import write_atomic
@@ -233,6 +233,7 @@ class MetricsLog:
                 reader = csv.reader(f)
                 next(reader, None)
                 rows = [r for r in reader if r and int(r[0]) <= keep_through]
+                rows = [r + [""] * (len(METRICS_COLUMNS) - len(r)) for r in rows]  # rows of an older log
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
@@ -379,7 +380,9 @@ class _Run:
         missing = [k for k in ("model", "optimizer", "iteration", "rng") if k not in state]
         if missing:
             raise UserError(f"{path}: cannot resume, the checkpoint lacks {', '.join(missing)}")
-        ours, theirs = dict(to_dict(self.cfg.model)), dict(state["config"].get("model", {}))
+        ours = dict(to_dict(self.cfg.model))
+        # a setting newer than the checkpoint: it was trained with the behaviour its default keeps
+        theirs = {**to_dict(ModelConfig(name=self.cfg.model.name)), **state["config"].get("model", {})}
         ours.pop("pretrained", None)
         theirs.pop("pretrained", None)
         diffs = _config_differences(ours, theirs, "model.")
