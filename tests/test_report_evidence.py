@@ -117,6 +117,16 @@ def test_means_carry_their_intervals_and_the_test_set_size(tmp_path):
     table = re.search(r"<table>(.*?)</table>", _section(report, "Results"), re.S).group(1)
     widths = {len(re.findall(r"<t[dh][ >]", row)) for row in re.findall(r"<tr.*?</tr>", table, re.S)}
     assert len(widths) == 1
+    assert "different numbers of iterations" not in results_table  # both trained 200
+
+
+def test_the_report_says_when_models_trained_different_budgets(tmp_path):
+    results = _results()
+    results["models"]["mono"]["iterations"] = 100
+    results["models"]["stereo"]["threshold"] = 0.45
+    results_table = _text(_section(render_report(ReportInputs(results=results), tmp_path), "Results"))
+    assert "different numbers of iterations (mono 100, stereo 200" in results_table
+    assert "0.45" in results_table  # each model's own threshold
 
 
 def test_differences_are_shown_with_their_significance_in_words(tmp_path):

@@ -221,8 +221,17 @@ def _results_table(results: Mapping[str, Any]) -> str:
         "network's, on uniform points of the padded box; mesh IoU: the extracted mesh's; "
         "Chamfer-L1 is in object units (lower is better); NC is normal consistency. Bold: best model. "
         "Brackets: 95% bootstrap interval of the mean over test objects (the views of an object are "
-        "averaged first; docs/evaluation.md, Confidence intervals).</p>"
+        "averaged first; docs/evaluation.md, Confidence intervals). Threshold: each model's decision "
+        "threshold, chosen on the validation split during training (the test split takes no part).</p>"
     )
+    budgets = {name: m.get("iterations") for name, m in models.items()}
+    if len(set(budgets.values())) > 1:
+        listed = ", ".join(f"{_e(name)} {n}" for name, n in budgets.items())
+        note += (
+            f'<p class="note"><b>The models trained for different numbers of iterations</b> ({listed}; '
+            "<code>experiment.overrides</code> in the config): compare them knowing their budgets, "
+            "which the training column also gives in time.</p>"
+        )
     return f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>{note}'
 
 
