@@ -269,7 +269,7 @@ def category_curves_png(logs: Mapping[str, TrainingLog], *, dpi: int = 110) -> b
     Mugs and bowls are thin shells and bottles nearly solid: a mean hides which one a change helped.
     """
     panels = ["mean", *CATEGORIES]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), dpi=dpi, constrained_layout=True,
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.6), dpi=dpi, layout="constrained",
                              sharey=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, log) in enumerate(logs.items()):
@@ -284,8 +284,9 @@ def category_curves_png(logs: Mapping[str, TrainingLog], *, dpi: int = 110) -> b
         ax.set_xlabel("training time (min)")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("IoU")
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(frameon=False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:  # below the panels: run names can be long
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), frameon=False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
