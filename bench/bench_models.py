@@ -1,32 +1,44 @@
-"""Sizes, FLOPs and CPU training throughput of the mono and stereo occupancy networks.
+"""Sizes, FLOPs and CPU training throughput of the occupancy networks, and where a step's time goes.
 
 Prints, measured in this one run:
-  * parameters (encoder / decoder / total) and forward FLOPs per sample (one 128x128 pair + 2048
-    points), counted by torch.utils.flop_counter (convolutions and matrix products; the
-    correlation's elementwise products are not counted: about 0.01% of the work);
+  * parameters (encoder / decoder / total) and forward FLOPs per sample (one pair + ``--points``
+    points), counted by torch.utils.flop_counter (convolutions and matrix products; elementwise
+    work such as the correlation's products and the feature comparisons is not counted);
   * the machine's fp32 matmul peak (a large torch.matmul), and for each model the training samples per
-    second (forward + backward + Adam, batch 16, 2048 points, 128x128) and the share of that peak a
-    training step reaches;
-  * with --profile, where a training step's time goes (torch.profiler, top operators).
+    second (forward + backward + Adam) and the share of that peak a training step reaches; the
+    samples/s of every model after the first as a ratio to the first's;
+  * with --profile, where a training step's time goes (torch.profiler, top operators, and the
+    share of the step in encoding, decoding, backward and Adam).
 
-The CPU is shared with other work: numbers are indicative, ratios within one run are what to read.
+Every registered model works: the camera-aware ones (rig-stereo, rig-mono) get the cameras of the
+config's rig. Model sizes are ``ModelConfig`` defaults, or with ``--config`` that config's model
+section and the model's ``experiment.overrides`` (what the experiment trains). The CPU may be shared
+with other work: ratios within one run are what to read.
 
-    python bench/bench_models.py [--batch 16] [--points 2048] [--size 128] [--steps 2] [--profile]
-                                 [--channels-last] [--fused-adam]
+    python bench/bench_models.py [--models mono stereo rig-stereo rig-mono] [--config configs/quick.yaml]
+        [--batch 16] [--points 2048] [--size 128 | the config's] [--steps 2] [--profile] [--channels-last] [--fused-adam]
+
+The rig-stereo step as the quick config trains it, against mono (its profile is docs/training.md's):
+
+    python bench/bench_models.py --config configs/quick.yaml --models mono rig-stereo --points 1024 --fused-adam --profile
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
-from stereo_occ.config import ModelConfig, RigConfig
-from stereo_occ.models import build_model
+from stereo_occ.config import ModelConfig, RigConfig, load_config, model_config
+from stereo_occ.data.rig import StereoRig
+from stereo_occ.models import MODELS, build_model
+from stereo_occ.models.cameras import Cameras
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -51,7 +63,7 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def make_batch(batch: int, points: int, size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def make_batch(batch: int, points: int, size: int, cameras: Cameras, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     pts = torch.rand(batch, points, 3, generator=g) * 1.1 - 0.55
     return {
@@ -59,7 +71,14 @@ def make_batch(batch: int, points: int, size: int, seed: int = 0) -> dict[str, t
         "right": torch.rand(batch, 3, size, size, generator=g),
         "points": pts,
         "occ": (pts.norm(dim=-1) < 0.35).float(),
+        "cameras": cameras.expand(batch),
     }
+
+
+def rig_cameras(rig_cfg: RigConfig, batch: int) -> Cameras:
+    """The config's calibrated rig for every pair of a batch (the study's models ignore it)."""
+    rig = StereoRig.from_config(rig_cfg)
+    return Cameras.from_arrays(np.stack([rig.K, rig.K]), rig.world_to_cam, rig.image_size).expand(batch)
 
 
 def train_step(model, optimizer, batch, channels_last: bool) -> None:
@@ -68,7 +87,7 @@ def train_step(model, optimizer, batch, channels_last: bool) -> None:
         left, right = left.contiguous(memory_format=torch.channels_last), right.contiguous(memory_format=torch.channels_last)
     optimizer.zero_grad(set_to_none=True)
     with record_function("encode"):
-        code = model.encode(left, right)
+        code = model.encode(left, right, batch["cameras"])
     with record_function("decode"):
         logits = model.decode(batch["points"], code)
     loss = F.binary_cross_entropy_with_logits(logits, batch["occ"])
@@ -82,32 +101,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--points", type=int, default=2048)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--size", type=int, default=None, help="image size (default: the config's rig, else 128)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per model (after one warm-up)")
-    parser.add_argument("--models", nargs="+", default=["mono", "stereo"])
+    parser.add_argument("--models", nargs="+", default=["mono", "stereo"], choices=sorted(MODELS))
+    parser.add_argument("--config", default=None, help="model sizes from this config (and its per-model overrides)")
     parser.add_argument("--channels-last", action="store_true", help="also time channels_last encoders")
     parser.add_argument("--fused-adam", action="store_true", help="use Adam(fused=True)")
     parser.add_argument("--profile", action="store_true", help="profile one training step per model")
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    rig = RigConfig(image_size=args.size)
+    base = load_config(args.config) if args.config else None
+    rig = base.dataset.rig if base is not None else RigConfig()
+    if args.size is not None:
+        rig = replace(rig, image_size=args.size)
+    args.size = rig.image_size
+    cameras = rig_cameras(rig, 1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU shared with other work: indicative numbers")
     peak = matmul_peak()
     print(f"matmul peak (fp32, 2048^3): {peak:.1f} GFLOP/s\n")
 
     rows = []
     for name in args.models:
-        model = build_model(ModelConfig(name=name), rig)
+        model_cfg = model_config(base, name).model if base is not None else ModelConfig(name=name)
+        model = build_model(model_cfg, rig)
         enc, dec = count_params(model.encoder), count_params(model.decoder)
-        one = make_batch(1, args.points, args.size)
+        one = make_batch(1, args.points, args.size, cameras)
         model.eval()
         with torch.no_grad():
-            enc_flops = count_flops(lambda: model.encode(one["left"], one["right"]))
-            code = model.encode(one["left"], one["right"])
+            enc_flops = count_flops(lambda: model.encode(one["left"], one["right"], one["cameras"]))
+            code = model.encode(one["left"], one["right"], one["cameras"])
             dec_flops = count_flops(lambda: model.decode(one["points"], code))
         model.train()
-        batch = make_batch(args.batch, args.points, args.size)
+        batch = make_batch(args.batch, args.points, args.size, cameras)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=args.fused_adam or None)
         step_flops = count_flops(lambda: train_step(model, optimizer, batch, False))
         print(

@@ -97,6 +97,30 @@ def test_voxel_centres_land_where_the_rig_says_and_are_read_back_in_place():
     assert torch.allclose(per_voxel[0, i], torch.cat([0.5 * (a + b), (a - b) ** 2, a * b]), atol=1e-5)
 
 
+def test_the_volume_is_filled_with_both_views_compared_at_each_voxel_centre():
+    """The 3D U-Net's input at voxel (k, j, i) is the comparison of the two views' (narrow) features
+    at that voxel centre's projections: left and right not swapped, voxels not reordered."""
+    torch.manual_seed(0)
+    encoder = RigVolumeEncoder(views=2, feature_channels=4, volume_channels=4, volume_resolution=6).eval()
+    left, right = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    seen = {}
+    encoder.lift.register_forward_hook(lambda module, args, out: seen.update(volume=args[0]))
+    with torch.no_grad():
+        encoder(left, right, rig_cameras(2))
+        left_map, _ = encoder.features(left)
+        right_map, _ = encoder.features(right)
+        expected = point_features(encoder.voxel_centers[None].expand(2, -1, -1), encoder.volume_features(left_map),
+                                  encoder.volume_features(right_map), rig_cameras(2))
+    g = encoder.resolution
+    volume = seen["volume"]  # (B, C, G, G, G), axes (z, y, x)
+    assert volume.shape == (2, 12, g, g, g)
+    k, j, i = 4, 1, 3
+    assert torch.allclose(volume[1, :, k, j, i], expected[1, (k * g + j) * g + i], atol=1e-5)
+    swapped = point_features(encoder.voxel_centers[None, (k * g + j) * g + i][None], encoder.volume_features(right_map)[1:],
+                             encoder.volume_features(left_map)[1:], rig_cameras())
+    assert not torch.allclose(volume[1, :, k, j, i], swapped[0, 0], atol=1e-3)
+
+
 def test_camera_aware_models_answer_to_the_cameras_and_the_study_models_do_not():
     torch.manual_seed(0)
     left, right = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)

@@ -78,7 +78,7 @@ class ImageFeatures(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
         full = self.stage1((images - 0.5) / 0.25)
-        pooled = self.stage2[0](full)  # stage 2's 2x2 pooling, shared with the merge (a second pass cost 7%)
+        pooled = self.stage2[0](full)  # stage 2's 2x2 pooling, shared with the merge (pooling again cost 6% of a step)
         half = self.stage2[1:](pooled)
         quarter = self.stage3(half)
         size = half.shape[-2:]
@@ -173,7 +173,7 @@ class RigVolumeEncoder(nn.Module):
         self.point_dim = point_feature_dim(self.feature_dim, views)
         self.fine_dim = point_feature_dim(fine_channels, views) if fine_channels > 0 else 0
         # The volume compares the two views at G^3 voxel centres, 4x as many as a batch's query
-        # points: it reads a narrower projection of the feature maps (a third of the step otherwise).
+        # points: it reads a narrower projection of the feature maps (a fifth of the step otherwise).
         self.volume_features = nn.Conv2d(self.feature_dim, volume_channels, 1)
         self.lift = nn.Conv3d(point_feature_dim(volume_channels, views), volume_channels, 1)
         self.unet = VolumeUNet(volume_channels)

@@ -83,8 +83,8 @@ def load_weights(model: torch.nn.Module, state_dict: dict, path: str | Path, mod
         first = str(exc).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else (first[0] if first else "")
         raise UserError(
-            f"{path}: its weights do not fit the {model_name!r} model (a checkpoint of another model "
-            f"or size?): {detail[:160]}"
+            f"{path}: its weights do not fit the {model_name!r} model (a checkpoint of another model, "
+            f"size or stereo-occ version?): {detail[:160]}"
         ) from None
 
 
