@@ -12,7 +12,7 @@ import trimesh
 import yaml
 from PIL import Image
 
-from stereo_occ.config import load_config, to_dict
+from stereo_occ.config import ReconstructConfig, load_config, to_dict
 from stereo_occ.data.rig import StereoRig
 from stereo_occ.errors import UserError
 from stereo_occ.evaluation.calibration import Calibration, differences_from_rig, load_calibration
@@ -32,6 +32,7 @@ SMALL = [
     "model.max_disparity=4",
     "eval.mise_resolution=8",
     "eval.mise_steps=1",
+    "reconstruct.mise_steps=1",
 ]
 
 
@@ -118,8 +119,19 @@ def test_mesh_is_inside_the_object_sphere_and_watertight(reconstructor):
     mesh = reconstructor.reconstruct(rgb(seed=3), rgb(seed=4))
     assert len(mesh.faces) > 0 and mesh.is_watertight
     # Vertices lie on grid edges with one end inside the sphere: at most one cell beyond it.
-    cell = 2 * reconstructor.box / (reconstructor.resolution * 2**reconstructor.eval_cfg.mise_steps)
+    cell = 2 * reconstructor.box / (reconstructor.resolution * 2**reconstructor.mise_steps)
     assert np.linalg.norm(mesh.vertices, axis=1).max() <= reconstructor.object_radius + cell
+
+
+def test_reconstruct_refines_by_its_own_section_not_by_the_evaluation_one(checkpoint):
+    """A checkpoint that evaluated on a coarse grid (eval.mise_steps=1) still gives fine meshes."""
+    coarse = Reconstructor.from_checkpoint(checkpoint, device="cpu")  # reconstruct.mise_steps=1
+    fine = Reconstructor.from_checkpoint(checkpoint, device="cpu", reconstruct_cfg=ReconstructConfig(mise_steps=2))
+    assert fine.eval_cfg.mise_steps == coarse.eval_cfg.mise_steps == 1
+    left, right = rgb(seed=3), rgb(seed=4)
+    assert len(fine.raw_mesh(left, right).faces) > 2 * len(coarse.raw_mesh(left, right).faces)
+    with pytest.raises(UserError, match="reconstruct.mise_steps"):
+        Reconstructor.from_checkpoint(checkpoint, device="cpu", reconstruct_cfg=ReconstructConfig(mise_steps=-1))
 
 
 def write_calibration(path, rig: StereoRig, size=SIZE, **change):

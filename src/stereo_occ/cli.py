@@ -82,14 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "train",
         help="train an occupancy model on a dataset",
-        description="Train one model (mono or stereo) with BCE on sampled points; keeps model_best.pt "
-        "(by validation IoU) and model_last.pt in --out. Runs under torchrun for DDP.",
+        description="Train one model (the study's mono or stereo, or the camera-aware rig-stereo or rig-mono) "
+        "with BCE on sampled points; keeps model_best.pt (by validation IoU, at the decision threshold "
+        "chosen on validation) and model_last.pt in --out. Runs under torchrun for DDP.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config(p, "run folder (checkpoints, logs, TensorBoard)")
     p.add_argument("--dataset", type=Path, required=True, help="dataset folder")
-    p.add_argument("--model", help="model name (overrides model.name), e.g. mono or stereo")
+    p.add_argument("--model", help="model name (overrides model.name): mono, stereo, rig-stereo or rig-mono")
     p.add_argument("--resume", action="store_true", help="continue from --out/model_last.pt")
 
     p = verbs.add_parser(

@@ -182,11 +182,15 @@ class EvalConfig:
 
 @dataclass
 class ReconstructConfig:
-    """What ``stereo-occ reconstruct`` writes (extraction itself follows the eval section)."""
+    """What ``stereo-occ reconstruct`` writes (threshold and coarse grid follow the eval section)."""
 
     # Quadric decimation down to at most this many faces where the surface is smooth
     # (0 = keep the marching-cubes mesh as it is).
     max_faces: int = 20_000
+    # MISE refinements of the eval.mise_resolution grid for meshes (2: 128^3 by default). Separate
+    # from eval.mise_steps, so that a config that evaluates on a coarse grid to save time (the quick
+    # config: 64^3) still hands its users fine meshes.
+    mise_steps: int = 2
 
 
 @dataclass

@@ -125,8 +125,8 @@ class PairResult:
 class Reconstructor:
     """A trained model ready to turn stereo pairs into meshes (rig frame).
 
-    ``eval_cfg`` (threshold, MISE) and ``reconstruct_cfg`` (``max_faces``) default to the sections of
-    the checkpoint's config.
+    ``eval_cfg`` (threshold, MISE's coarse grid) and ``reconstruct_cfg`` (``max_faces``, MISE's
+    refinements) default to the sections of the checkpoint's config.
     """
 
     def __init__(
@@ -140,17 +140,21 @@ class Reconstructor:
         self.cfg = cfg
         # the checkpoint's threshold (chosen on validation) unless eval_cfg fixes one
         self.eval_cfg = resolved(eval_cfg or cfg.eval, cfg.eval.threshold)
-        self.max_faces = (reconstruct_cfg or cfg.reconstruct).max_faces
+        reconstruct_cfg = reconstruct_cfg or cfg.reconstruct
+        self.max_faces = reconstruct_cfg.max_faces
         if self.max_faces < 0:
             raise UserError(
                 f"reconstruct.max_faces must be 0 (no simplification) or positive (got {self.max_faces})"
             )
+        self.mise_steps = reconstruct_cfg.mise_steps
+        if self.mise_steps < 0:
+            raise UserError(f"reconstruct.mise_steps must be 0 or more (got {self.mise_steps})")
         self.rig = StereoRig.from_config(cfg.dataset.rig)
         padding = cfg.dataset.occupancy.padding
         # The normalised object lies inside the unit cube, hence inside its circumsphere at any rotation.
         self.object_radius = OBJECT_RADIUS + padding / 2.0
         # Grid: the box around that sphere (the pose is unknown), eval.mise_resolution cells a side
-        # refined eval.mise_steps times: 128^3 over the sphere's box by default, as fast as evaluation.
+        # refined reconstruct.mise_steps times: 128^3 over the sphere's box by default.
         self.box = self.object_radius
         self.resolution = self.eval_cfg.mise_resolution
         self.uses_cameras = bool(getattr(model.encoder, "uses_cameras", False))
@@ -253,7 +257,7 @@ class Reconstructor:
         mesh, _ = extract_mesh(
             self.occupancy(code),
             resolution=self.resolution,
-            steps=self.eval_cfg.mise_steps,
+            steps=self.mise_steps,
             threshold=self.eval_cfg.threshold,
             box=self.box,
             batch_points=self.eval_cfg.batch_points,
