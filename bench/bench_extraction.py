@@ -21,7 +21,8 @@ category, ``--items`` in all. Per item, in this order:
   should lose nothing, the goal is >= 0.99;
 * ``evaluate_item`` itself, whole (its time should match the sum of the pieces);
 * ``Reconstructor(model, cfg).reconstruct(left, right)`` on the item's uint8 images (the user's
-  path: sphere box, MISE, simplification); its per-pair time is the mean over pairs after the first.
+  path: sphere box, MISE refined reconstruct.mise_steps times, simplification); its per-pair time is
+  the mean over pairs after the first.
 
 The ``ObjectTruth`` of each object (uniform points, labels, surface sample + tree) is made once per
 object, shared by all views and models, and timed on its own.
@@ -165,7 +166,7 @@ def bench_model(name, args, base_cfg, checkpoints, data, chosen_items, truths, d
     fine = ev.mise_resolution * 2**ev.mise_steps
     rng = np.random.default_rng(0)
     probe = rng.uniform(-box, box, (CONTAINMENT_POINTS, 3))
-    recon = CountingReconstructor(model, cfg, ev)
+    recon = CountingReconstructor(model, cfg, ev, base_cfg.reconstruct)  # the user's path: reconstruct.mise_steps
     rows = []
     for i in tqdm(chosen_items, desc=f"{name}", unit="item", dynamic_ncols=True, leave=False):
         item = data[i]
