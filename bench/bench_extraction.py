@@ -8,7 +8,8 @@ For every registered model (or ``--models``): the checkpoint given with ``--chec
 else an untrained model built from ``--config`` (``model.name`` and the config's
 ``experiment.overrides`` for it applied, the dataset's own rig). Extraction settings are the eval
 section of ``--config`` with the ``key=value`` overrides (e.g. ``eval.mise_resolution=16``), the
-same for every model. Items are views 0..V-1 (``--views``) of test objects taken in turn from each
+same for every model; the reconstruct path refines by that config's ``reconstruct.mise_steps``
+(default 2), which may differ from ``eval.mise_steps`` (``rec/M`` then compares two grids). Items are views 0..V-1 (``--views``) of test objects taken in turn from each
 category, ``--items`` in all. Per item, in this order:
 
 * encode the pair; decode 8,192 random box points against it (the **reference**: the decoder's raw
@@ -354,7 +355,8 @@ def main() -> None:
     print_summary(results)
     if args.json:
         meta = {"dataset": str(args.dataset), "config": str(args.config), "overrides": args.overrides,
-                "device": str(device), "threads": torch.get_num_threads(), "eval": to_dict(base_cfg.eval)}
+                "device": str(device), "threads": torch.get_num_threads(), "eval": to_dict(base_cfg.eval),
+                "reconstruct": to_dict(base_cfg.reconstruct)}
         write_atomic(args.json, json.dumps({"run": meta, "models": results}, indent=1))
         print(f"wrote {args.json}")
 

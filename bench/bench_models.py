@@ -173,9 +173,9 @@ def main() -> None:
         print()
 
     if len(rows) > 1:
-        base = rows[0]
+        first = rows[0]
         for label, rate, _ in rows[1:]:
-            print(f"{label} trains at {rate / base[1]:.2f}x the samples/s of {base[0]}")
+            print(f"{label} trains at {rate / first[1]:.2f}x the samples/s of {first[0]}")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,26 @@ def test_the_volume_is_filled_with_both_views_compared_at_each_voxel_centre():
     assert not torch.allclose(volume[1, :, k, j, i], swapped[0, 0], atol=1e-3)
 
 
+def test_the_mono_twin_volume_holds_the_left_feature_and_the_depth_behind_the_object_centre():
+    encoder = RigVolumeEncoder(views=1, feature_channels=4, volume_channels=4, volume_resolution=6).eval()
+    seen = {}
+    encoder.lift.register_forward_hook(lambda module, args, out: seen.update(volume=args[0]))
+    left = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        encoder(left, left, rig_cameras())
+        left_map, _ = encoder.features(left)
+        feature = rig_cameras().sample(encoder.volume_features(left_map), encoder.voxel_centers[None], LEFT)
+    g = encoder.resolution
+    volume = seen["volume"]
+    assert volume.shape == (1, 5, g, g, g)  # volume_channels + 1
+    k, j, i = 2, 5, 1
+    index = (k * g + j) * g + i
+    assert torch.allclose(volume[0, :4, k, j, i], feature[0, index], atol=1e-5)
+    _, depth = RIG.project(encoder.voxel_centers[index : index + 1].double().numpy(), LEFT)
+    centre_depth = RIG.world_to_cam[LEFT][2, 3]
+    assert volume[0, 4, k, j, i].item() == pytest.approx(float(depth[0]) - centre_depth, abs=1e-4)
+
+
 def test_camera_aware_models_answer_to_the_cameras_and_the_study_models_do_not():
     torch.manual_seed(0)
     left, right = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)

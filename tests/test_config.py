@@ -32,6 +32,8 @@ def test_round_trip_through_plain_data():
         (["iterations"], "key=value"),
         (["dataset.shapes.categories=[mug,cup]"], "unknown category 'cup'"),
         (["dataset.splits.train=0.9"], "add up to 1"),
+        (["reconstruct.mise_steps=9"], "reconstruct.mise_steps must be 0 to 5"),
+        (["reconstruct.max_faces=-1"], "reconstruct.max_faces"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides, message):

@@ -136,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--calibration", type=Path, help="YAML with K and world_to_cam of both cameras")
     p.add_argument(
-        "--config", type=Path, help="YAML config whose eval and reconstruct sections to use (threshold, MISE, "
-        "max_faces)"
+        "--config", type=Path, help="YAML config whose eval section (threshold, MISE grid) and reconstruct "
+        "section (mise_steps, max_faces) replace the checkpoint's"
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 

@@ -275,6 +275,13 @@ def validate(cfg: Config) -> None:
             raise UserError(f"{key} must be at least 1 (got {value})")
     if cfg.eval.threshold is not None and not 0.0 < cfg.eval.threshold < 1.0:
         raise UserError(f"eval.threshold must be in (0, 1), or null to use the one chosen on validation (got {cfg.eval.threshold})")
+    if not 0 <= cfg.reconstruct.mise_steps <= 5:
+        raise UserError(
+            f"reconstruct.mise_steps must be 0 to 5 (a {cfg.eval.mise_resolution}^3 grid refined that often; "
+            f"got {cfg.reconstruct.mise_steps})"
+        )
+    if cfg.reconstruct.max_faces < 0:
+        raise UserError(f"reconstruct.max_faces must be 0 (no simplification) or positive (got {cfg.reconstruct.max_faces})")
     if cfg.model.fine_channels < 0:
         raise UserError(f"model.fine_channels must be 0 (none) or positive (got {cfg.model.fine_channels})")
     if cfg.train.lr_schedule not in ("constant", "cosine"):

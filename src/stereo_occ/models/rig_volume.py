@@ -13,8 +13,9 @@ checkpoint), so a query point can be projected into both images:
    any object lies in are projected into both views and the two features compared there (mean,
    squared difference, product: where they agree, a surface can be); a small 3D U-Net turns this
    matching evidence into a volume that also completes the side neither camera sees. The volume
-   reads a narrower (``volume_channels``) projection of the feature maps: it samples 4x as many
-   points as a batch's queries, and at full width this sampling was a fifth of the training step.
+   reads a narrower (``volume_channels``) projection of the feature maps: its 16^3 = 4,096 voxel
+   centres are 2-4x a batch's query points, and at full width their sampling was a fifth of the
+   training step.
 3. **Decoder** (:class:`PointDecoder`): per query point, the volume feature (trilinear), the same
    comparison of its two pixel features (bilinear, at the projection: the fine detail the coarse
    volume cannot hold), and a positional encoding, through residual blocks without normalisation.
@@ -172,7 +173,7 @@ class RigVolumeEncoder(nn.Module):
         self.feature_dim = self.features.out_channels
         self.point_dim = point_feature_dim(self.feature_dim, views)
         self.fine_dim = point_feature_dim(fine_channels, views) if fine_channels > 0 else 0
-        # The volume compares the two views at G^3 voxel centres, 4x as many as a batch's query
+        # The volume compares the two views at G^3 voxel centres, 2-4x as many as a batch's query
         # points: it reads a narrower projection of the feature maps (a fifth of the step otherwise).
         self.volume_features = nn.Conv2d(self.feature_dim, volume_channels, 1)
         self.lift = nn.Conv3d(point_feature_dim(volume_channels, views), volume_channels, 1)
@@ -196,7 +197,7 @@ class RigVolumeEncoder(nn.Module):
         else:
             (left_map, left_fine), right_map, right_fine = self.features(left), None, None
         centers = self.voxel_centers[None].expand(b, -1, -1)
-        narrow = self.volume_features(torch.cat([left_map, right_map]) if right_map is not None else left_map)
+        narrow = self.volume_features(maps if self.views == 2 else left_map)
         per_voxel = point_features(centers, narrow[:b], narrow[b:] if right_map is not None else None, cameras)
         g = self.resolution
         volume = per_voxel.transpose(1, 2).reshape(b, -1, g, g, g)
