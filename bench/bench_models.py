@@ -29,7 +29,6 @@ import argparse
 import time
 from dataclasses import replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function
@@ -77,8 +76,7 @@ def make_batch(batch: int, points: int, size: int, cameras: Cameras, seed: int =
 
 def rig_cameras(rig_cfg: RigConfig, batch: int) -> Cameras:
     """The config's calibrated rig for every pair of a batch (the study's models ignore it)."""
-    rig = StereoRig.from_config(rig_cfg)
-    return Cameras.from_arrays(np.stack([rig.K, rig.K]), rig.world_to_cam, rig.image_size).expand(batch)
+    return Cameras.from_rig(StereoRig.from_config(rig_cfg)).expand(batch)
 
 
 def train_step(model, optimizer, batch, channels_last: bool) -> None:

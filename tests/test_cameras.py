@@ -18,7 +18,7 @@ RIG = StereoRig.from_config(RigConfig(image_size=64))
 
 
 def rig_cameras(batch: int = 1) -> Cameras:
-    return Cameras.from_arrays(np.stack([RIG.K, RIG.K]), RIG.world_to_cam, RIG.image_size).expand(batch)
+    return Cameras.from_rig(RIG).expand(batch)
 
 
 def unproject(pixel: tuple[float, float], depth: float, view: int) -> np.ndarray:

@@ -15,6 +15,7 @@ cells across the image, so pixel ``u`` of a ``W``-wide image is at ``(u + 0.5) /
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..data.rig import StereoRig
 
 LEFT, RIGHT = 0, 1
 
@@ -56,6 +60,11 @@ class Cameras:
             K, w2c = K[None], w2c[None]
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         return cls(K, w2c, (int(size[0]), int(size[1])))
+
+    @classmethod
+    def from_rig(cls, rig: StereoRig) -> "Cameras":
+        """The cameras of a :class:`~stereo_occ.data.rig.StereoRig` (one pair; ``expand`` for a batch)."""
+        return cls.from_arrays(np.stack([rig.K, rig.K]), rig.world_to_cam, rig.image_size)
 
     @classmethod
     def from_batch(cls, batch: dict, image_size: int | tuple[int, int] | None = None) -> "Cameras":
