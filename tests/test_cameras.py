@@ -141,6 +141,23 @@ def test_the_mono_twin_volume_holds_the_left_feature_and_the_depth_behind_the_ob
     assert volume[0, 4, k, j, i].item() == pytest.approx(float(depth[0]) - centre_depth, abs=1e-4)
 
 
+def test_space_to_depth_keeps_each_pixel_under_its_cell_and_the_maps_of_the_smaller_image():
+    """A 128 px image folded 2x2 gives the 64 px model's map sizes, and a pixel lands in the cell
+    that covers it, so :class:`Cameras` still samples a point's feature where it projects."""
+    encoder = RigVolumeEncoder(views=2, feature_channels=4, volume_channels=4, volume_resolution=6, space_to_depth=2)
+    image = torch.zeros(1, 3, 128, 128)
+    row, col = 37, 90  # not symmetric
+    image[0, :, row, col] = 1.0
+    folded = encoder.features.space_to_depth(image)
+    assert folded.shape == (1, 12, 64, 64)
+    assert torch.nonzero(folded.abs().sum(1)[0]).tolist() == [[row // 2, col // 2]]
+    with torch.no_grad():
+        maps, _ = encoder.features(torch.rand(1, 3, 128, 128))
+    assert maps.shape[-2:] == (32, 32)
+    with pytest.raises(UserError, match="not a multiple"):
+        encoder.features(torch.rand(1, 3, 127, 127))
+
+
 def test_camera_aware_models_answer_to_the_cameras_and_the_study_models_do_not():
     torch.manual_seed(0)
     left, right = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
