@@ -16,7 +16,7 @@ from stereo_occ.config import ReconstructConfig, load_config, to_dict
 from stereo_occ.data.rig import StereoRig
 from stereo_occ.errors import UserError
 from stereo_occ.evaluation.calibration import Calibration, differences_from_rig, load_calibration
-from stereo_occ.evaluation.reconstruct import InputWarning, Reconstructor, reconstruct_files
+from stereo_occ.evaluation.reconstruct import ConfigChanges, InputWarning, Reconstructor, reconstruct_files
 from stereo_occ.models import build_model
 from stereo_occ.training.checkpoint import save_checkpoint
 
@@ -132,6 +132,27 @@ def test_reconstruct_refines_by_its_own_section_not_by_the_evaluation_one(checkp
     assert len(fine.raw_mesh(left, right).faces) > 2 * len(coarse.raw_mesh(left, right).faces)
     with pytest.raises(UserError, match="reconstruct.mise_steps"):
         Reconstructor.from_checkpoint(checkpoint, device="cpu", reconstruct_cfg=ReconstructConfig(mise_steps=-1))
+
+
+def test_config_changes_apply_on_top_of_the_checkpoints_own_settings(tmp_path):
+    """``reconstruct CKPT ... reconstruct.mise_steps=2`` keeps the checkpoint's threshold (chosen on
+    validation) and its evaluation grid; it changes only what it names."""
+    cfg = load_config(None, SMALL)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.dataset.rig)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, {"format_version": 1, "model_name": cfg.model.name, "config": to_dict(cfg),
+                           "model": model.state_dict(), "threshold": 0.3})
+    changed = Reconstructor.from_checkpoint(path, device="cpu", changes=ConfigChanges(overrides=("reconstruct.mise_steps=2",)))
+    assert (changed.eval_cfg.threshold, changed.resolution, changed.mise_steps) == (0.3, 8, 2)
+    fixed = Reconstructor.from_checkpoint(path, device="cpu", changes=ConfigChanges(overrides=("eval.threshold=0.6",)))
+    assert (fixed.eval_cfg.threshold, fixed.resolution, fixed.mise_steps) == (0.6, 8, 1)
+    yaml_file = tmp_path / "settings.yaml"
+    yaml_file.write_text("reconstruct:\n  max_faces: 500\n")
+    from_file = Reconstructor.from_checkpoint(path, device="cpu", changes=ConfigChanges(yaml_file))
+    assert (from_file.eval_cfg.threshold, from_file.resolution, from_file.max_faces) == (0.3, 8, 500)
+    with pytest.raises(UserError, match="reconstruct.mise_stepz"):
+        Reconstructor.from_checkpoint(path, device="cpu", changes=ConfigChanges(overrides=("reconstruct.mise_stepz=2",)))
 
 
 def write_calibration(path, rig: StereoRig, size=SIZE, **change):

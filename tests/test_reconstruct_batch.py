@@ -297,8 +297,8 @@ def test_max_faces_comes_from_the_config_and_the_flag_wins(checkpoint, tmp_path,
             "reconstruct.max_faces=100")
     assert len(trimesh.load(tmp_path / "a.ply", force="mesh").faces) <= 100
     run_cli("--checkpoint", checkpoint, "--left", left, "--right", right, "--out", tmp_path / "b.ply",
-            "reconstruct.max_faces=100", "--max-faces", "400")
-    assert 100 < len(trimesh.load(tmp_path / "b.ply", force="mesh").faces) <= 400
+            "reconstruct.max_faces=100", "--max-faces", "1000")
+    assert 100 < len(trimesh.load(tmp_path / "b.ply", force="mesh").faces) <= 1000
     capsys.readouterr()
 
 

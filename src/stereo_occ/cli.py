@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=Path, help="YAML with K and world_to_cam of both cameras")
     p.add_argument(
         "--config", type=Path, help="YAML config whose eval section (threshold, MISE grid) and reconstruct "
-        "section (mise_steps, max_faces) replace the checkpoint's"
+        "section (mise_steps, max_faces) apply on top of the checkpoint's (so do key=value overrides)"
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
@@ -202,15 +202,14 @@ def run(args: argparse.Namespace) -> None:
             raise UserError("--left needs --right" if args.right is None else "--right needs --left")
         if args.pairs is None and args.format is not None:
             raise UserError("--format is for --pairs; for one pair the suffix of --out chooses the format")
-        cfg = load_config(args.config, args.overrides) if (args.config or args.overrides) else None
+        from .evaluation.reconstruct import ConfigChanges, reconstruct_files, reconstruct_folder
+
         settings = dict(
             calibration=args.calibration,
-            eval_cfg=cfg.eval if cfg else None,
-            reconstruct_cfg=cfg.reconstruct if cfg else None,
+            changes=ConfigChanges(args.config, tuple(args.overrides)) if (args.config or args.overrides) else None,
             max_faces=args.max_faces,
             started=started,
         )
-        from .evaluation.reconstruct import reconstruct_files, reconstruct_folder
 
         # What is imported by now lives until the process ends: keep the garbage collector (and its
         # collection at exit) from walking torch's objects again; that saves about 0.4 s per command.

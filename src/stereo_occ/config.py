@@ -233,9 +233,9 @@ def _merge(base: DictConfig, other: Any, what: str) -> DictConfig:
         raise UserError(f"{what}: bad config key {key!r}: {msg}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """The defaults, then the YAML file at ``path``, then ``key=value`` overrides, as a typed Config."""
-    cfg = OmegaConf.structured(Config)
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), base: Config | None = None) -> Config:
+    """The defaults (or ``base``), then the YAML file at ``path``, then ``key=value`` overrides, as a typed Config."""
+    cfg = OmegaConf.structured(base if base is not None else Config)
     if path is not None:
         path = Path(path)
         if not path.is_file():

@@ -35,7 +35,7 @@ import torch
 import trimesh
 from PIL import Image, UnidentifiedImageError
 
-from ..config import Config, EvalConfig, ReconstructConfig
+from ..config import Config, EvalConfig, ReconstructConfig, load_config
 from ..data.rig import OBJECT_RADIUS, StereoRig
 from ..errors import UserError
 from ..models.cameras import Cameras
@@ -122,6 +122,22 @@ class PairResult:
         return self.error is None
 
 
+@dataclass(frozen=True)
+class ConfigChanges:
+    """A YAML config file and ``key=value`` overrides, applied on top of a checkpoint's own config.
+
+    Only its eval section (threshold, MISE's coarse grid) and reconstruct section (``mise_steps``,
+    ``max_faces``) are used: ``reconstruct.mise_steps=3`` changes the refinement and keeps the
+    checkpoint's threshold and grid.
+    """
+
+    path: Path | None = None
+    overrides: tuple[str, ...] = ()
+
+    def apply(self, cfg: Config) -> Config:
+        return load_config(self.path, self.overrides, base=cfg)
+
+
 class Reconstructor:
     """A trained model ready to turn stereo pairs into meshes (rig frame).
 
@@ -166,10 +182,16 @@ class Reconstructor:
         eval_cfg: EvalConfig | None = None,
         device: str | torch.device | None = None,
         reconstruct_cfg: ReconstructConfig | None = None,
+        changes: ConfigChanges | None = None,
     ) -> "Reconstructor":
+        """``changes`` (a config file and overrides) apply on top of the checkpoint's own eval and
+        reconstruct sections; ``eval_cfg`` / ``reconstruct_cfg`` replace them whole."""
         from ..training.checkpoint import load_model
 
         model, cfg = load_model(path, device=device or default_device())
+        if changes is not None:
+            changed = changes.apply(cfg)
+            eval_cfg, reconstruct_cfg = eval_cfg or changed.eval, reconstruct_cfg or changed.reconstruct
         return cls(model, cfg, eval_cfg, reconstruct_cfg)
 
     @property
@@ -354,9 +376,8 @@ def reconstruct_files(
     right: str | Path,
     out: str | Path,
     calibration: str | Path | None = None,
-    eval_cfg: EvalConfig | None = None,
     *,
-    reconstruct_cfg: ReconstructConfig | None = None,
+    changes: ConfigChanges | None = None,
     max_faces: int | None = None,
     started: float | None = None,
 ) -> Path:
@@ -372,7 +393,7 @@ def reconstruct_files(
     left_img, right_img = open_image(left, "left"), open_image(right, "right")
     cal = load_calibration(calibration) if calibration is not None else None
     t_load = time.perf_counter()
-    reconstructor = Reconstructor.from_checkpoint(checkpoint, eval_cfg, reconstruct_cfg=reconstruct_cfg)
+    reconstructor = Reconstructor.from_checkpoint(checkpoint, changes=changes)
     t_work = time.perf_counter()
     raw = reconstructor.raw_mesh(left_img, right_img, cal)
     if len(raw.faces) == 0:
@@ -394,8 +415,7 @@ def reconstruct_folder(
     *,
     fmt: str = "ply",
     calibration: str | Path | None = None,
-    eval_cfg: EvalConfig | None = None,
-    reconstruct_cfg: ReconstructConfig | None = None,
+    changes: ConfigChanges | None = None,
     max_faces: int | None = None,
     started: float | None = None,
 ) -> list[PairResult]:
@@ -418,7 +438,7 @@ def reconstruct_folder(
     pair_list = find_pairs(pairs) if isinstance(pairs, (str, Path)) else list(pairs)
     cal = load_calibration(calibration) if calibration is not None else None
     t_load = time.perf_counter()
-    reconstructor = Reconstructor.from_checkpoint(checkpoint, eval_cfg, reconstruct_cfg=reconstruct_cfg)
+    reconstructor = Reconstructor.from_checkpoint(checkpoint, changes=changes)
     load_seconds = time.perf_counter() - t_load
     out.mkdir(parents=True, exist_ok=True)
 
