@@ -97,8 +97,8 @@ def train_step(model, optimizer, batch, channels_last: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--points", type=int, default=2048)
+    parser.add_argument("--batch", type=int, default=None, help="samples per step (default: the config's train.batch_size, else 16)")
+    parser.add_argument("--points", type=int, default=None, help="points per sample (default: the config's data.points_per_sample, else 2048)")
     parser.add_argument("--size", type=int, default=None, help="image size (default: the config's rig, else 128)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per model (after one warm-up)")
     parser.add_argument("--models", nargs="+", default=["mono", "stereo"], choices=sorted(MODELS))
@@ -114,6 +114,10 @@ def main() -> None:
     if args.size is not None:
         rig = replace(rig, image_size=args.size)
     args.size = rig.image_size
+    if args.batch is None:
+        args.batch = base.train.batch_size if base is not None else 16
+    if args.points is None:
+        args.points = base.data.points_per_sample if base is not None else 2048
     cameras = rig_cameras(rig, 1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU shared with other work: indicative numbers")
     peak = matmul_peak()
