@@ -388,6 +388,15 @@ class _Run:
         diffs = _config_differences(ours, theirs, "model.")
         if diffs:
             raise UserError(f"{path}: cannot resume, the model config differs in {', '.join(diffs)}")
+        # Best-checkpoint comparisons must use one kind of threshold: chosen on validation (null) or fixed.
+        before = state["config"].get("eval", {}).get("threshold")
+        now = self.cfg.eval.threshold
+        if (before is None) != (now is None):
+            describe = lambda t: "chosen on validation (eval.threshold=null)" if t is None else f"fixed at {t}"  # noqa: E731
+            raise UserError(
+                f"{path}: cannot resume, its threshold was {describe(before)} and this config's is {describe(now)}; "
+                "the best checkpoint so far was picked with the other kind (set eval.threshold as the run had it)"
+            )
         diffs = _config_differences(to_dict(self.dataset_cfg), state["config"].get("dataset", {}), "dataset.")
         if diffs:
             raise UserError(
