@@ -16,7 +16,7 @@ section and the model's ``experiment.overrides`` (what the experiment trains). T
 with other work: ratios within one run are what to read.
 
     python bench/bench_models.py [--models mono stereo rig-stereo rig-mono] [--config configs/quick.yaml]
-        [--batch 16] [--points 2048] [--size 128 | the config's] [--steps 2] [--profile] [--channels-last] [--fused-adam]
+        [--batch N] [--points N] [--size N] (defaults: the config's, else 16, 2048, 128) [--steps 2] [--profile] [--channels-last] [--fused-adam]
 
 The rig-stereo step as the quick config trains it, against mono (its profile is docs/training.md's):
 
@@ -97,7 +97,7 @@ def train_step(model, optimizer, batch, channels_last: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=None, help="samples per step (default: the config's train.batch_size, else 16)")
+    parser.add_argument("--batch", type=int, default=None, help="samples per step (default: the config's train.batch_size, else 16; per-model overrides of it are not used)")
     parser.add_argument("--points", type=int, default=None, help="points per sample (default: the config's data.points_per_sample, else 2048)")
     parser.add_argument("--size", type=int, default=None, help="image size (default: the config's rig, else 128)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per model (after one warm-up)")

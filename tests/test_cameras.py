@@ -156,6 +156,9 @@ def test_space_to_depth_keeps_each_pixel_under_its_cell_and_the_maps_of_the_smal
     assert maps.shape[-2:] == (32, 32)
     with pytest.raises(UserError, match="not a multiple"):
         encoder.features(torch.rand(1, 3, 127, 127))
+    # pooled twice more after folding: the rig's image size must be a multiple of 4k
+    with pytest.raises(UserError, match="multiple of 8"):
+        build_model(ModelConfig(name="rig-stereo", space_to_depth=2), RigConfig(image_size=100))
 
 
 def test_camera_aware_models_answer_to_the_cameras_and_the_study_models_do_not():

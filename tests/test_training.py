@@ -113,6 +113,9 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_dataset, tmp_path,
         train(small_config("model.name=mono", "train.iterations=9"), tiny_dataset, killed, resume=True)
     with pytest.raises(UserError, match="threshold was chosen on validation.*fixed at 0.4"):
         train(small_config(*common, "train.iterations=9", "eval.threshold=0.4"), tiny_dataset, killed, resume=True)
+    # a finished run is not trained on: any threshold may evaluate it
+    assert train(small_config(*common, "train.iterations=7", "eval.threshold=0.4"), tiny_dataset, killed,
+                 resume=True).iterations == 7
 
 
 def test_bf16_autocast_trains_on_cpu_when_asked(tiny_dataset, tmp_path):

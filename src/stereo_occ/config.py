@@ -141,7 +141,7 @@ class ModelConfig:
     image_channels: int = 32  # first stage of the image features (the merged map has twice as many)
     volume_channels: int = 16
     volume_resolution: int = 16  # voxels per side of the rig-frame volume over the object's sphere
-    fine_channels: int = 0  # full-resolution image features sampled per query point (0 = none)
+    fine_channels: int = 0  # first-stage (full or 1/space_to_depth resolution) features per query point (0 = none)
     space_to_depth: int = 1  # fold k x k pixel blocks into channels first: 128 px input at the cost of 64 px
 
 
@@ -287,11 +287,6 @@ def validate(cfg: Config) -> None:
         raise UserError(f"model.fine_channels must be 0 (none) or positive (got {cfg.model.fine_channels})")
     if cfg.model.space_to_depth < 1:
         raise UserError(f"model.space_to_depth must be 1 (none) or more (got {cfg.model.space_to_depth})")
-    if cfg.dataset.rig.image_size % cfg.model.space_to_depth:
-        raise UserError(
-            f"model.space_to_depth={cfg.model.space_to_depth} must divide dataset.rig.image_size "
-            f"({cfg.dataset.rig.image_size})"
-        )
     if cfg.train.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"train.lr_schedule must be constant or cosine (got {cfg.train.lr_schedule!r})")
     if cfg.train.precision not in ("auto", "fp32", "bf16"):

@@ -7,7 +7,8 @@ checkpoint), so a query point can be projected into both images:
 
 1. **Image features** (:class:`ImageFeatures`, shared by both views): three small convolutional
    stages at full, 1/2 and 1/4 resolution, merged into one map at 1/2 resolution (32 x 32 for 64 px
-   images). GroupNorm, not BatchNorm: the statistics do not depend on the batch, so validation does
+   images; with ``space_to_depth=k`` the first stage works on k x k pixel blocks, so everything is k
+   times coarser and a 128 px pair folded 2x2 costs what a 64 px one does). GroupNorm, not BatchNorm: the statistics do not depend on the batch, so validation does
    not jump with them.
 2. **Rig-frame volume** (:class:`RigVolumeEncoder`): the centres of a ``G^3`` grid over the sphere
    any object lies in are projected into both views and the two features compared there (mean,
@@ -56,12 +57,13 @@ def conv_gn_relu(in_ch: int, out_ch: int, dilation: int = 1) -> list[nn.Module]:
 
 
 class ImageFeatures(nn.Module):
-    """``(B, 3, H, W)`` in [0, 1] -> ``(B, out_channels, H/2, W/2)`` features with a wide receptive field.
+    """``(B, 3, H, W)`` in [0, 1] -> ``(B, out_channels, H/2k, W/2k)`` features with a wide receptive field.
 
-    Each stage halves the resolution with a 2x2 average pool before its convolutions (not with a
-    strided convolution, whose output cell ``j`` is centred on input pixel ``2j``): cell ``j`` then
-    covers input pixels ``2j`` and ``2j + 1`` exactly, which is where :class:`Cameras` samples it.
-    Half a pixel matters when walls are one or two pixels wide.
+    ``k`` is ``space_to_depth`` (1: none): the first stage sees k x k pixel blocks folded into
+    channels. Each later stage halves the resolution with a 2x2 average pool before its convolutions
+    (not with a strided convolution, whose output cell ``j`` is centred on input pixel ``2j``): cell
+    ``j`` of the output then covers input pixels ``2kj`` to ``2kj + 2k - 1`` exactly, which is where
+    :class:`Cameras` samples it. Half a pixel matters when walls are one or two pixels wide.
     """
 
     def __init__(self, channels: int = 32, fine_channels: int = 0, space_to_depth: int = 1) -> None:
@@ -153,7 +155,7 @@ class RigConditioning:
     right: Tensor | None  # (B, C, h, w); None for the mono twin
     volume: Tensor  # (B, C3, G, G, G), axes (z, y, x) over [-extent, extent]^3
     cameras: Cameras
-    left_fine: Tensor | None = None  # (B, F, H, W) full-resolution features; None without them
+    left_fine: Tensor | None = None  # (B, F, H/k, W/k) first-stage features; None without them
     right_fine: Tensor | None = None
 
 
@@ -276,7 +278,14 @@ class PointDecoder(nn.Module):
         return self.fc_out(F.relu(h)).squeeze(-1)
 
 
-def _build(cfg: ModelConfig, views: int) -> OccupancyNetwork:
+def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork:
+    k = cfg.space_to_depth
+    if k > 1 and rig_cfg.image_size % (4 * k):
+        # the folded map is pooled twice more: cells of unequal size would shift features off their pixels
+        raise UserError(
+            f"model.space_to_depth={k} needs images whose size is a multiple of {4 * k} "
+            f"(the rig's is {rig_cfg.image_size} px)"
+        )
     encoder = RigVolumeEncoder(
         views=views,
         feature_channels=cfg.image_channels,
@@ -292,9 +301,9 @@ def _build(cfg: ModelConfig, views: int) -> OccupancyNetwork:
 
 def build_rig_stereo(cfg: ModelConfig, rig_cfg: RigConfig) -> OccupancyNetwork:
     """Both views: features compared at each point's two projections and in the rig-frame volume."""
-    return _build(cfg, views=2)
+    return _build(cfg, views=2, rig_cfg=rig_cfg)
 
 
 def build_rig_mono(cfg: ModelConfig, rig_cfg: RigConfig) -> OccupancyNetwork:
     """The same network on the left view only: the stereo model's twin."""
-    return _build(cfg, views=1)
+    return _build(cfg, views=1, rig_cfg=rig_cfg)

@@ -388,19 +388,22 @@ class _Run:
         diffs = _config_differences(ours, theirs, "model.")
         if diffs:
             raise UserError(f"{path}: cannot resume, the model config differs in {', '.join(diffs)}")
-        # Best-checkpoint comparisons must use one kind of threshold: chosen on validation (null) or fixed.
-        before = state["config"].get("eval", {}).get("threshold")
-        now = self.cfg.eval.threshold
-        if (before is None) != (now is None):
-            describe = lambda t: "chosen on validation (eval.threshold=null)" if t is None else f"fixed at {t}"  # noqa: E731
-            raise UserError(
-                f"{path}: cannot resume, its threshold was {describe(before)} and this config's is {describe(now)}; "
-                "the best checkpoint so far was picked with the other kind (set eval.threshold as the run had it)"
-            )
         diffs = _config_differences(to_dict(self.dataset_cfg), state["config"].get("dataset", {}), "dataset.")
         if diffs:
             raise UserError(
                 f"{path}: cannot resume on {self.root}, it was built with a different config ({', '.join(diffs[:4])})"
+            )
+
+    def _check_threshold_unchanged(self, state: dict) -> None:
+        """Training on must validate as before: the best checkpoint so far was picked with that threshold."""
+        before = state["config"].get("eval", {}).get("threshold")
+        now = self.cfg.eval.threshold
+        if before != now:
+            describe = lambda t: "chosen on validation (eval.threshold=null)" if t is None else f"fixed at {t}"  # noqa: E731
+            raise UserError(
+                f"{self.out / LAST}: cannot train on, its threshold was {describe(before)} and this config's is "
+                f"{describe(now)}; the best checkpoint so far was picked at the old one (set eval.threshold as "
+                "the run had it; a finished run can be evaluated at any threshold)"
             )
 
     def _result(self) -> TrainResult:
@@ -440,6 +443,7 @@ class _Run:
                         save_checkpoint(self.out / BEST, {k: v for k, v in state.items() if k != "optimizer"})
                     self._write_summary(self.train_seconds)
                 return self._result()
+            self._check_threshold_unchanged(state)
         elif resume and main:
             print(f"{self.out}: no {LAST} to resume from; starting a new run")
         if main:
