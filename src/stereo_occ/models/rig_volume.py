@@ -8,8 +8,8 @@ checkpoint), so a query point can be projected into both images:
 1. **Image features** (:class:`ImageFeatures`, shared by both views): three small convolutional
    stages at full, 1/2 and 1/4 resolution, merged into one map at 1/2 resolution (32 x 32 for 64 px
    images; with ``space_to_depth=k`` the first stage works on k x k pixel blocks, so everything is k
-   times coarser and a 128 px pair folded 2x2 costs what a 64 px one does). GroupNorm, not BatchNorm: the statistics do not depend on the batch, so validation does
-   not jump with them.
+   times coarser and a 128 px pair folded 2x2 costs what a 64 px one does). GroupNorm, not
+   BatchNorm: the statistics do not depend on the batch, so validation does not jump with them.
 2. **Rig-frame volume** (:class:`RigVolumeEncoder`): the centres of a ``G^3`` grid over the sphere
    any object lies in are projected into both views and the two features compared there (mean,
    squared difference, product: where they agree, a surface can be); a small 3D U-Net turns this
