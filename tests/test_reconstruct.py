@@ -12,13 +12,13 @@ import trimesh
 import yaml
 from PIL import Image
 
-from stereo_occ.config import ReconstructConfig, load_config, to_dict
+from stereo_occ.config import ConfigChanges, ReconstructConfig, load_config, to_dict
 from stereo_occ.data.rig import StereoRig
 from stereo_occ.errors import UserError
 from stereo_occ.evaluation.calibration import Calibration, differences_from_rig, load_calibration
-from stereo_occ.evaluation.reconstruct import ConfigChanges, InputWarning, Reconstructor, reconstruct_files
+from stereo_occ.evaluation.reconstruct import InputWarning, Reconstructor, reconstruct_files
 from stereo_occ.models import build_model
-from stereo_occ.training.checkpoint import save_checkpoint
+from stereo_occ.training.checkpoint import save_checkpoint, saved_config
 
 SIZE = 32
 SMALL = [
@@ -153,6 +153,9 @@ def test_config_changes_apply_on_top_of_the_checkpoints_own_settings(tmp_path):
     assert (from_file.eval_cfg.threshold, from_file.resolution, from_file.max_faces) == (0.3, 8, 500)
     with pytest.raises(UserError, match="reconstruct.mise_stepz"):
         Reconstructor.from_checkpoint(path, device="cpu", changes=ConfigChanges(overrides=("reconstruct.mise_stepz=2",)))
+    # what `stereo-occ evaluate CKPT ... key=value` evaluates with: the checkpoint's eval section, changed
+    evaluated = ConfigChanges(overrides=("eval.n_surface_points=1000",)).apply(saved_config(path)).eval
+    assert (evaluated.threshold, evaluated.mise_resolution, evaluated.n_surface_points) == (0.3, 8, 1000)
 
 
 def write_calibration(path, rig: StereoRig, size=SIZE, **change):

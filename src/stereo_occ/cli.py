@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="evaluate a checkpoint on a dataset split",
         description="IoU, Chamfer-L1, normal consistency and F-score per category (Occupancy Networks "
-        "protocol); writes metrics.json and metrics.csv to --out.",
+        "protocol); writes metrics.json and metrics.csv to --out. The checkpoint's eval section (its "
+        "threshold chosen on validation) is used; --config and key=value overrides change it.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -185,7 +186,12 @@ def run(args: argparse.Namespace) -> None:
     elif args.verb == "evaluate":
         from .evaluation.evaluate import evaluate_checkpoint
 
-        eval_cfg = load_config(args.config, args.overrides).eval if (args.config or args.overrides) else None
+        from .config import ConfigChanges
+        from .training.checkpoint import saved_config
+
+        eval_cfg = None
+        if args.config or args.overrides:  # on top of the checkpoint's own eval section, not the defaults
+            eval_cfg = ConfigChanges(args.config, tuple(args.overrides)).apply(saved_config(args.checkpoint)).eval
         evaluate_checkpoint(
             args.checkpoint, args.dataset, split=args.split, out=args.out, eval_cfg=eval_cfg, workers=args.workers
         )
@@ -202,7 +208,8 @@ def run(args: argparse.Namespace) -> None:
             raise UserError("--left needs --right" if args.right is None else "--right needs --left")
         if args.pairs is None and args.format is not None:
             raise UserError("--format is for --pairs; for one pair the suffix of --out chooses the format")
-        from .evaluation.reconstruct import ConfigChanges, reconstruct_files, reconstruct_folder
+        from .config import ConfigChanges
+        from .evaluation.reconstruct import reconstruct_files, reconstruct_folder
 
         settings = dict(
             calibration=args.calibration,

@@ -339,3 +339,19 @@ def from_dict(data: dict, section: type = Config) -> Any:
     """
     merged = _merge(OmegaConf.structured(section), data, "stored config")
     return OmegaConf.to_object(merged)
+
+
+@dataclass(frozen=True)
+class ConfigChanges:
+    """A YAML config file and ``key=value`` overrides, applied on top of a checkpoint's own config.
+
+    What ``evaluate`` and ``reconstruct`` do with ``--config`` and overrides: they use the eval (and
+    reconstruct) sections of the result, so ``reconstruct.mise_steps=3`` changes the refinement and
+    keeps the checkpoint's threshold and grid.
+    """
+
+    path: Path | None = None
+    overrides: tuple[str, ...] = ()
+
+    def apply(self, cfg: Config) -> Config:
+        return load_config(self.path, self.overrides, base=cfg)

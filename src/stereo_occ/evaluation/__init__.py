@@ -5,7 +5,8 @@ from .evaluate import evaluate_checkpoint
 from .metrics import iou, mesh_contains, probability_iou, summarize, surface_metrics
 from .mise import extract_mesh, extract_mesh_dense, save_mesh
 from .pairs import Pair, find_pairs
-from .reconstruct import ConfigChanges, InputWarning, PairResult, Reconstructor, reconstruct_files, reconstruct_folder
+from ..config import ConfigChanges
+from .reconstruct import InputWarning, PairResult, Reconstructor, reconstruct_files, reconstruct_folder
 from .simplify import SimplifyWarning, simplify_mesh
 
 __all__ = [

@@ -35,7 +35,7 @@ import torch
 import trimesh
 from PIL import Image, UnidentifiedImageError
 
-from ..config import Config, EvalConfig, ReconstructConfig, load_config
+from ..config import Config, ConfigChanges, EvalConfig, ReconstructConfig
 from ..data.rig import OBJECT_RADIUS, StereoRig
 from ..errors import UserError
 from ..models.cameras import Cameras
@@ -120,22 +120,6 @@ class PairResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-@dataclass(frozen=True)
-class ConfigChanges:
-    """A YAML config file and ``key=value`` overrides, applied on top of a checkpoint's own config.
-
-    Only its eval section (threshold, MISE's coarse grid) and reconstruct section (``mise_steps``,
-    ``max_faces``) are used: ``reconstruct.mise_steps=3`` changes the refinement and keeps the
-    checkpoint's threshold and grid.
-    """
-
-    path: Path | None = None
-    overrides: tuple[str, ...] = ()
-
-    def apply(self, cfg: Config) -> Config:
-        return load_config(self.path, self.overrides, base=cfg)
 
 
 class Reconstructor:

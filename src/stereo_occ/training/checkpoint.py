@@ -88,13 +88,22 @@ def load_weights(model: torch.nn.Module, state_dict: dict, path: str | Path, mod
         ) from None
 
 
+def saved_config(path: str | Path, state: dict | None = None) -> Config:
+    """The config a checkpoint was trained with, its eval threshold the one chosen on validation."""
+    from ..evaluation.threshold import resolved
+
+    state = load_checkpoint(path) if state is None else state
+    cfg = checkpoint_config(state, path)
+    cfg.eval = resolved(cfg.eval, state.get("threshold"))
+    return cfg
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
     """Rebuild the trained model from the checkpoint alone (model config + the dataset's rig), in eval mode."""
-    from ..evaluation.threshold import resolved
     from ..models import build_model
 
     state = load_checkpoint(path)
-    cfg = checkpoint_config(state, path)
+    cfg = saved_config(path, state)
     if cfg.model.name != state["model_name"]:
         raise UserError(
             f"{path}: model_name {state['model_name']!r} disagrees with its config's model.name "
@@ -105,7 +114,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     model = build_model(cfg.model, cfg.dataset.rig)
     load_weights(model, state["model"], path, cfg.model.name)
     model.to(device).eval()
-    cfg.eval = resolved(cfg.eval, state.get("threshold"))  # the threshold chosen on validation
     return model, cfg
 
 
