@@ -156,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _checkpoint_changes(args: argparse.Namespace):
+    """``--config`` and ``key=value`` overrides to apply on top of a checkpoint's config (None: none given)."""
+    from .config import ConfigChanges
+
+    return ConfigChanges(args.config, tuple(args.overrides)) if (args.config or args.overrides) else None
+
+
 def run(args: argparse.Namespace) -> None:
     from .config import load_config
 
@@ -186,12 +193,10 @@ def run(args: argparse.Namespace) -> None:
     elif args.verb == "evaluate":
         from .evaluation.evaluate import evaluate_checkpoint
 
-        from .config import ConfigChanges
         from .training.checkpoint import saved_config
 
-        eval_cfg = None
-        if args.config or args.overrides:  # on top of the checkpoint's own eval section, not the defaults
-            eval_cfg = ConfigChanges(args.config, tuple(args.overrides)).apply(saved_config(args.checkpoint)).eval
+        changes = _checkpoint_changes(args)  # on top of the checkpoint's own eval section, not the defaults
+        eval_cfg = changes.apply(saved_config(args.checkpoint)).eval if changes else None
         evaluate_checkpoint(
             args.checkpoint, args.dataset, split=args.split, out=args.out, eval_cfg=eval_cfg, workers=args.workers
         )
@@ -208,12 +213,11 @@ def run(args: argparse.Namespace) -> None:
             raise UserError("--left needs --right" if args.right is None else "--right needs --left")
         if args.pairs is None and args.format is not None:
             raise UserError("--format is for --pairs; for one pair the suffix of --out chooses the format")
-        from .config import ConfigChanges
         from .evaluation.reconstruct import reconstruct_files, reconstruct_folder
 
         settings = dict(
             calibration=args.calibration,
-            changes=ConfigChanges(args.config, tuple(args.overrides)) if (args.config or args.overrides) else None,
+            changes=_checkpoint_changes(args),
             max_faces=args.max_faces,
             started=started,
         )
