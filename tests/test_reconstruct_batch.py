@@ -19,7 +19,7 @@ from stereo_occ.evaluation import simplify as simplify_module
 from stereo_occ.evaluation.mise import grid_to_mesh
 from stereo_occ.evaluation.pairs import Pair, find_pairs, pair_name
 from stereo_occ.evaluation.reconstruct import InputWarning, Reconstructor
-from stereo_occ.evaluation.simplify import SimplifyWarning, simplify_mesh
+from stereo_occ.evaluation.simplify import SimplifyWarning, repair_pinches, simplify_mesh
 
 # The same small untrained stereo checkpoint as the single-pair tests.
 from test_reconstruct import SIZE, checkpoint  # noqa: E402,F401 (a fixture)
@@ -230,6 +230,75 @@ def test_a_mesh_that_cannot_be_simplified_closed_is_kept_with_a_warning(sphere, 
     monkeypatch.setattr(simplify_module, "_decimate", always_opens)
     with pytest.warns(SimplifyWarning, match="without opening it; kept it as it was"):
         assert simplify_mesh(sphere, 2_000) is sphere
+
+
+def merged(*meshes: trimesh.Trimesh) -> trimesh.Trimesh:
+    """One mesh whose coincident vertices are shared: where the parts touch, edges get four faces."""
+    mesh = trimesh.util.concatenate(meshes)
+    mesh.merge_vertices()
+    return mesh
+
+
+def edge_face_counts(mesh: trimesh.Trimesh) -> set[int]:
+    return set(np.unique(np.unique(np.sort(mesh.edges, axis=1), axis=0, return_counts=True)[1]))
+
+
+def test_two_cubes_touching_along_an_edge_are_separated_there():
+    a = trimesh.creation.box(extents=(1, 1, 1))
+    b = trimesh.creation.box(extents=(1, 1, 1), transform=trimesh.transformations.translation_matrix((1, 1, 0)))
+    pinched = merged(a, b)
+    assert 4 in edge_face_counts(pinched) and not pinched.is_watertight
+    repaired = repair_pinches(pinched)
+    assert repaired.is_watertight and repaired.is_winding_consistent
+    assert len(repaired.faces) == len(pinched.faces)
+    assert repaired.volume == pytest.approx(2.0)
+    assert len(repaired.split(only_watertight=True)) == 2  # each cube keeps its own copy of the edge
+
+
+def test_two_cavities_touching_along_an_edge_are_separated_there():
+    # A block with two cube-shaped holes that touch along an edge: here the faces around the edge bound
+    # empty space, so the solid pairing leaves the edge's ends joined and the other pairing is the one.
+    block = trimesh.creation.box(extents=(4, 4, 4))
+    holes = [trimesh.creation.box(extents=(1, 1, 1), transform=trimesh.transformations.translation_matrix(t))
+             for t in ((0, 0, 0), (1, 1, 0))]
+    for hole in holes:
+        hole.invert()
+    pinched = merged(block, *holes)
+    assert 4 in edge_face_counts(pinched)
+    repaired = repair_pinches(pinched)
+    assert repaired.is_watertight and repaired.is_winding_consistent
+    assert repaired.volume == pytest.approx(64.0 - 2.0)
+
+
+def test_a_flattened_fin_is_removed(sphere):
+    a, b = sphere.edges_unique[0]
+    tip = len(sphere.vertices)
+    fin = np.array([[a, b, tip], [b, a, tip]])  # two coincident triangles facing opposite ways
+    finned = trimesh.Trimesh(np.vstack([sphere.vertices, sphere.vertices[a] + 0.01]), np.vstack([sphere.faces, fin]),
+                             process=False)
+    assert not finned.is_watertight
+    repaired = repair_pinches(finned)
+    assert repaired.is_watertight and len(repaired.faces) == len(sphere.faces)
+    assert repaired.volume == pytest.approx(sphere.volume)
+
+
+def test_a_closed_mesh_is_left_as_it_is(sphere):
+    assert repair_pinches(sphere) is sphere
+
+
+def test_a_thin_bowl_reaches_the_budget_closed():
+    # Walls 0.02 thick, about one grid cell: the default decimation pinches them (the case of
+    # reconstructed mugs and bowls), and the repair keeps it closed at the budget.
+    radius = lambda x, y, z: np.sqrt(x**2 + y**2 + z**2)  # noqa: E731
+    bowl = grid_mesh(lambda x, y, z: np.minimum(np.minimum(0.4 - radius(x, y, z), radius(x, y, z) - 0.38), -z))
+    assert bowl.is_watertight
+    opened = simplify_module._decimate(bowl, 2_000, simplify_module.AGGRESSION[0])
+    assert not simplify_module._closed(opened)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SimplifyWarning)
+        simple = simplify_mesh(bowl, 2_000)
+    assert len(simple.faces) <= 2_000 and simple.is_watertight and simple.is_winding_consistent
+    assert simple.volume == pytest.approx(bowl.volume, rel=0.01)
 
 
 # --- the batch API -------------------------------------------------------------------------------------
