@@ -280,6 +280,9 @@ def test_a_flattened_fin_is_removed(sphere):
     repaired = repair_pinches(finned)
     assert repaired.is_watertight and len(repaired.faces) == len(sphere.faces)
     assert repaired.volume == pytest.approx(sphere.volume)
+    # a triangle repeated the same way round is not a flattened wall: kept, and the mesh stays open
+    doubled = trimesh.Trimesh(sphere.vertices, np.vstack([sphere.faces, sphere.faces[:1]]), process=False)
+    assert not repair_pinches(doubled).is_watertight
 
 
 def test_a_closed_mesh_is_left_as_it_is(sphere):

@@ -57,10 +57,18 @@ def _decimate(mesh: trimesh.Trimesh, max_faces: int, aggression: int) -> trimesh
 
 
 def _drop_coincident_pairs(faces: np.ndarray) -> np.ndarray:
-    """``faces`` without the triangles whose three vertices another triangle also has (a flattened wall)."""
+    """``faces`` without the pairs of triangles on the same three vertices facing opposite ways (a
+    flattened wall); any other repeated triangle is kept (and :func:`_closed` judges it)."""
     key = np.sort(faces, axis=1)
     _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-    return faces[counts[inverse.ravel()] == 1]
+    inverse = inverse.ravel()
+    # The orientation of a triangle relative to its sorted vertices: the parity of its inversions.
+    a, b, c = faces.T
+    parity = ((a > b).astype(int) + (a > c) + (b > c)) % 2
+    paired = counts[inverse] == 2
+    opposite = np.zeros(len(counts), dtype=int)
+    np.add.at(opposite, inverse[paired], parity[paired])
+    return faces[~(paired & (opposite[inverse] == 1))]
 
 
 def _pair_around_edge(
