@@ -32,7 +32,7 @@ FAST = [
     "eval.mise_resolution=16",
     "eval.mise_steps=1",
 ]
-METRICS = ("iou", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
+METRICS = ("iou", "volume_precision", "volume_recall", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
 
 
 def two_mesh_folder(root):
@@ -149,3 +149,13 @@ def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
     log = capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in watched} == before
     assert log.count("skipped") == 2 + 2 + 2 + 1  # two trainings, two evaluations, two on real meshes, the figure
+
+    # Metrics written by an earlier version, without a metric this one reports: evaluated again.
+    metrics_path = out / "eval" / "mono" / "metrics.json"
+    old = json.loads(metrics_path.read_text())
+    del old["volume_recall"]
+    metrics_path.write_text(json.dumps(old))
+    run_experiment(cfg, out)
+    log = capsys.readouterr().out
+    assert "evaluate mono on the test split ->" in log and "evaluate stereo on the test split: up to date" in log
+    assert "volume_recall" in json.loads(metrics_path.read_text())

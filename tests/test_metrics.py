@@ -17,6 +17,7 @@ from stereo_occ.evaluation.metrics import (
     sample_surface,
     summarize,
     surface_metrics,
+    volume_precision_recall,
 )
 
 R, D = 0.3, 0.2  # two spheres of radius R whose centres are D apart
@@ -68,6 +69,20 @@ def test_iou_edge_cases():
         iou(np.zeros(4, bool), np.zeros(5, bool))
     # ONet's rule: occupied at probability >= threshold
     assert probability_iou(np.array([0.2, 0.19, 0.9]), np.array([True, False, True]), 0.2) == 1.0
+
+
+def test_volume_precision_and_recall_say_whether_iou_is_lost_to_filling_or_to_missing():
+    target = np.array([True, True, True, True, False, False, False, False])
+    thick = np.array([0.9, 0.9, 0.9, 0.9, 0.8, 0.8, 0.1, 0.1])  # every occupied point, and two more
+    assert volume_precision_recall(thick, target, 0.5) == (4 / 6, 1.0)
+    holed = np.array([0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])  # half the occupied points, nothing else
+    assert volume_precision_recall(holed, target, 0.5) == (1.0, 0.5)
+    assert probability_iou(thick, target, 0.5) == 4 / 6 and probability_iou(holed, target, 0.5) == 0.5
+    nothing = np.zeros(8)
+    assert volume_precision_recall(nothing, target, 0.5) == (0.0, 0.0)
+    assert volume_precision_recall(nothing, np.zeros(8, bool), 0.5) == (1.0, 1.0)
+    with pytest.raises(ValueError):
+        volume_precision_recall(np.zeros(4), target, 0.5)
 
 
 def test_identical_point_sets_are_perfect():

@@ -158,14 +158,17 @@ def _eval_settings(eval_cfg: dict) -> dict:
 
 def evaluation_current(folder: Path, checkpoint: Path, cfg: Config, dataset: Path) -> bool:
     """True when ``folder/metrics.json`` evaluated this very checkpoint with these eval settings on
-    every object of the dataset's test split (objects added to a folder dataset are evaluated)."""
+    every object of the dataset's test split (objects added to a folder dataset are evaluated), and
+    holds every metric this version reports."""
     from .data.dataset import read_split
+    from .evaluation.metrics import SUMMARY_METRICS
 
     metrics_path = folder / "metrics.json"
     metrics = _read_json(metrics_path)
     return (
         metrics is not None
         and metrics.get("split") == "test"
+        and all(key in metrics for key in SUMMARY_METRICS)
         and _eval_settings(metrics.get("eval") or {}) == _eval_settings(dataclasses.asdict(cfg.eval))
         and (
             cfg.eval.max_objects > 0

@@ -37,7 +37,17 @@ from ..config import CATEGORIES, EvalConfig
 from ..errors import UserError
 from ..files import write_atomic
 from ..models.cameras import Cameras
-from .metrics import SUMMARY_METRICS, SurfaceSample, compare_surfaces, iou, is_empty, mesh_contains, probability_iou, summarize
+from .metrics import (
+    SUMMARY_METRICS,
+    SurfaceSample,
+    compare_surfaces,
+    iou,
+    is_empty,
+    mesh_contains,
+    probability_iou,
+    summarize,
+    volume_precision_recall,
+)
 from .mise import extract_mesh, save_mesh
 from .threshold import resolved
 
@@ -51,6 +61,8 @@ class ObjectResult:
     category: str
     view: int
     iou: float
+    volume_precision: float
+    volume_recall: float
     mesh_iou: float
     chamfer_l1: float
     accuracy: float
@@ -179,11 +191,14 @@ def evaluate_item(
     )  # object frame: the grid follows the object's box
     predicted = None if is_empty(mesh) else SurfaceSample.from_mesh(mesh, eval_cfg.n_surface_points, seed=seed + 1)
     surface = compare_surfaces(predicted, truth.surface, eval_cfg.fscore_tau)
+    volume_precision, volume_recall = volume_precision_recall(probs, truth.occupied, eval_cfg.threshold)
     result = ObjectResult(
         object_id=object_id,
         category=category,
         view=int(item["view"]),
         iou=probability_iou(probs, truth.occupied, eval_cfg.threshold),
+        volume_precision=volume_precision,
+        volume_recall=volume_recall,
         mesh_iou=iou(mesh_contains(mesh, truth.points), truth.occupied),
         **surface.as_dict(),
         n_faces=int(len(mesh.faces)),

@@ -4,6 +4,9 @@ What is computed (docs/evaluation.md has the full protocol and the differences f
 
 * **Volumetric IoU**: on the uniform points of the padded box, predicted occupied where the
   probability is ``>= threshold``, against the ground-truth labels.
+* **Volume precision and recall**: on the same points, the share of the predicted-occupied points
+  that are occupied, and of the occupied points that are predicted. IoU alone does not say whether a
+  model fills too much (thick, blurred walls: low precision) or misses parts (holes: low recall).
 * **Mesh IoU**: the same points, labelled by containment in the extracted mesh.
 * **Chamfer-L1**: ``n`` points sampled on each surface; accuracy is the mean Euclidean distance from
   a predicted point to its nearest ground-truth point, completeness the same the other way round;
@@ -31,7 +34,7 @@ from pykdtree.kdtree import KDTree
 
 from ..config import CATEGORIES
 
-SUMMARY_METRICS = ("iou", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
+SUMMARY_METRICS = ("iou", "volume_precision", "volume_recall", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
 """The metrics reported per category (every per-object field is in ``per_object``)."""
 
 EMPTY_MESH_METRICS: dict[str, float] = {
@@ -65,6 +68,23 @@ def iou(pred: np.ndarray, target: np.ndarray) -> float:
 def probability_iou(probs: np.ndarray, target: np.ndarray, threshold: float) -> float:
     """Volumetric IoU of a network: occupied where ``probs >= threshold`` (ONet's rule)."""
     return iou(np.asarray(probs) >= threshold, target)
+
+
+def volume_precision_recall(probs: np.ndarray, target: np.ndarray, threshold: float) -> tuple[float, float]:
+    """``(precision, recall)`` of the points predicted occupied (``probs >= threshold``) against ``target``.
+
+    With nothing predicted the precision is 1 if nothing is occupied either, else 0; with nothing
+    occupied the recall is 1 (nothing was missed), matching :func:`iou`'s convention for empty sets.
+    """
+    pred = np.asarray(probs) >= threshold
+    target = np.asarray(target, dtype=bool)
+    if pred.shape != target.shape:
+        raise ValueError(f"occupancy shapes differ: {pred.shape} vs {target.shape}")
+    hits = np.count_nonzero(pred & target)
+    n_pred, n_target = np.count_nonzero(pred), np.count_nonzero(target)
+    precision = hits / n_pred if n_pred else float(n_target == 0)
+    recall = hits / n_target if n_target else 1.0
+    return float(precision), float(recall)
 
 
 def is_empty(mesh: trimesh.Trimesh | None) -> bool:

@@ -37,6 +37,8 @@ DEFAULT_METRICS = SUMMARY_METRICS
 
 LABELS: dict[str, str] = {
     "iou": "IoU",
+    "volume_precision": "volume precision",
+    "volume_recall": "volume recall",
     "mesh_iou": "mesh IoU",
     "chamfer_l1": "Chamfer-L1",
     "normal_consistency": "normal consistency",

@@ -41,6 +41,15 @@ METRICS: tuple[tuple[str, str, bool, int], ...] = (
     ("normal_consistency", "normal consistency", True, 4),
     ("fscore", "F-score", True, 4),
 )
+"""The headline table's metrics, in its column order."""
+
+VOLUME_METRICS: tuple[tuple[str, str, bool, int], ...] = (
+    ("volume_precision", "volume precision", True, 4),
+    ("volume_recall", "volume recall", True, 4),
+)
+"""Per category only: whether IoU is lost to over-filling (precision) or to missed parts (recall)."""
+
+CATEGORY_METRICS = METRICS[:1] + VOLUME_METRICS + METRICS[1:]
 
 CSS = """
 :root { --ink:#1d2330; --muted:#5d6678; --line:#dfe3ea; --soft:#f5f7fa; --accent:#2f6fdb; }
@@ -237,7 +246,7 @@ def _results_table(results: Mapping[str, Any]) -> str:
 
 def _per_category_tables(models: Mapping[str, Any]) -> str:
     parts = []
-    for key, title, higher, decimals in METRICS:
+    for key, title, higher, decimals in CATEGORY_METRICS:
         if not any(isinstance(m.get(key), Mapping) for m in models.values()):
             continue
         with_ci = any(_ci(_mean(m.get(f"{key}_ci"))) for m in models.values())
@@ -268,8 +277,8 @@ def _per_category_tables(models: Mapping[str, Any]) -> str:
 DIFFERENCE_METRICS: tuple[str, ...] = ("iou", "mesh_iou", "chamfer_l1", "fscore")
 """The columns of the differences table."""
 
-_TITLES = {key: title for key, title, _, _ in METRICS}
-_HIGHER = {key: higher for key, _, higher, _ in METRICS}
+_TITLES = {key: title for key, title, _, _ in CATEGORY_METRICS}
+_HIGHER = {key: higher for key, _, higher, _ in CATEGORY_METRICS}
 
 
 def _difference_cell(diff: Any, key: str) -> str:
