@@ -9,7 +9,8 @@ is already complete, so re-running the same command after an interruption (or af
 ``D/runs/<name>``  one training run per model; skipped when ``summary.json`` shows it finished,
                    resumed from ``model_last.pt`` otherwise
 ``D/eval/<name>``  ``model_best.pt`` on the test split; skipped while ``metrics.json`` is newer
-                   than the checkpoint and was made with the same eval config
+                   than the checkpoint, was made with the same eval config and holds every
+                   metric this version reports
 ``D/real``         the real-mesh folder (``experiment.real_meshes``) as a test-only dataset
                    (``D/real/dataset``) and every model's evaluation on it (``D/real/eval/<name>``)
 ``D/figure``       per category, test objects seen from their left camera: input, ground truth
