@@ -31,6 +31,7 @@ from torch.utils.data import default_collate
 
 from stereo_occ.config import CATEGORIES
 from stereo_occ.data.dataset import StereoOccupancyDataset
+from stereo_occ.evaluation.evaluate import decode_probs, encode_pair
 from stereo_occ.models.cameras import Cameras
 from stereo_occ.training.checkpoint import load_model
 
@@ -86,8 +87,8 @@ def main() -> None:
         item = dataset[i]
         batch = default_collate([item])
         with torch.inference_mode():
-            code = model.encode(batch["left"], batch["right"], Cameras.from_batch(batch))
-            probs = torch.sigmoid(model.decode(batch["points"], code))[0].numpy()
+            code = encode_pair(model, item["left"], item["right"], Cameras.from_batch(batch))
+            probs = decode_probs(model, code, item["points"], cfg.eval.batch_points)
         index = int(item["object_index"])
         if index not in hulls:
             mesh = dataset.objects[index].mesh()

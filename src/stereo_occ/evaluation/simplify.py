@@ -124,7 +124,7 @@ def repair_pinches(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
         return rebuilt
     for solid in (True, False):
         out = _separate(vertices, faces, undirected, edge_id, counts, solid)
-        if out is not None and np.all(np.unique(np.sort(out.edges, axis=1), axis=0, return_counts=True)[1] == 2):
+        if out is not None and out.is_watertight:
             return out
     return rebuilt
 
@@ -162,9 +162,7 @@ def _separate(
     _, label = connected_components(graph, directed=False)
     first = np.zeros(label.max() + 1, dtype=np.int64)
     first[label] = faces.ravel()  # any corner of a set names its original vertex
-    out = trimesh.Trimesh(vertices=vertices[first], faces=label.reshape(-1, 3), process=False)
-    out.remove_unreferenced_vertices()
-    return out
+    return trimesh.Trimesh(vertices=vertices[first], faces=label.reshape(-1, 3), process=False)
 
 
 def _closed(mesh: trimesh.Trimesh) -> bool:
