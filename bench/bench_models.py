@@ -8,7 +8,10 @@ Prints, measured in this one run:
     second (forward + backward + Adam) and the share of that peak a training step reaches; the
     samples/s of every model after the first as a ratio to the first's;
   * with --profile, where a training step's time goes (torch.profiler, top operators, and the
-    share of the step in encoding, decoding, backward and Adam).
+    share of the step in encoding, decoding, backward and Adam);
+  * with --channels-last, each model's step with contiguous (NCHW) and with channels-last (NHWC) 2D
+    feature maps, timed in turn, and the ratio of the two (the camera-aware models use channels-last,
+    the study's models contiguous).
 
 Every registered model works: the camera-aware ones (rig-stereo, rig-mono) get the cameras of the
 config's rig. Model sizes are ``ModelConfig`` defaults, or with ``--config`` that config's model
@@ -26,6 +29,7 @@ The rig-stereo step as the quick config trains it, against mono (its profile is 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from dataclasses import replace
 
@@ -79,6 +83,23 @@ def rig_cameras(rig_cfg: RigConfig, batch: int) -> Cameras:
     return Cameras.from_rig(StereoRig.from_config(rig_cfg)).expand(batch)
 
 
+def default_layout(model: torch.nn.Module) -> bool:
+    """True where the model works in channels-last by default (the camera-aware models' feature network)."""
+    return any(getattr(m, "memory_format", None) == torch.channels_last for m in model.modules())
+
+
+def set_layout(model: torch.nn.Module, channels_last: bool) -> None:
+    """Channels-last or contiguous 2D feature maps: the camera-aware models' feature network takes the
+    layout as its ``memory_format``; the study's models get their 2D convolution weights in it (and
+    their input, in :func:`train_step`)."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    for module in model.modules():
+        if hasattr(module, "memory_format"):
+            module.memory_format = layout
+        elif isinstance(module, torch.nn.Conv2d):  # Conv3d weights are 5D
+            module.to(memory_format=layout)
+
+
 def train_step(model, optimizer, batch, channels_last: bool) -> None:
     left, right = batch["left"], batch["right"]
     if channels_last:
@@ -103,7 +124,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per model (after one warm-up)")
     parser.add_argument("--models", nargs="+", default=["mono", "stereo"], choices=sorted(MODELS))
     parser.add_argument("--config", default=None, help="model sizes from this config (and its per-model overrides)")
-    parser.add_argument("--channels-last", action="store_true", help="also time channels_last encoders")
+    parser.add_argument("--channels-last", action="store_true", help="time each model's step with contiguous and with channels_last 2D maps, in turn, and print the ratio")
     parser.add_argument("--fused-adam", action="store_true", help="use Adam(fused=True)")
     parser.add_argument("--profile", action="store_true", help="profile one training step per model")
     args = parser.parse_args()
@@ -138,6 +159,15 @@ def main() -> None:
         batch = make_batch(args.batch, args.points, args.size, cameras)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=args.fused_adam or None)
         step_flops = count_flops(lambda: train_step(model, optimizer, batch, False))
+
+        def report(label: str, seconds: float) -> None:
+            achieved = step_flops / seconds / 1e9
+            rows.append((label, args.batch / seconds, achieved))
+            print(
+                f"[{label}] {seconds:.2f} s per step = {args.batch / seconds:.2f} samples/s; "
+                f"{achieved:.1f} GFLOP/s = {achieved / peak:.0%} of the matmul peak"
+            )
+
         print(
             f"[{name}] params: encoder {enc / 1e6:.2f} M, decoder {dec / 1e6:.2f} M, total {(enc + dec) / 1e6:.2f} M"
         )
@@ -146,25 +176,29 @@ def main() -> None:
             f"{dec_flops / 1e9:.2f} = {(enc_flops + dec_flops) / 1e9:.2f}; training step "
             f"{step_flops / args.batch / 1e9:.2f} GFLOP per sample"
         )
-        formats = [False, True] if args.channels_last else [False]
-        for channels_last in formats:
-            if channels_last:
-                for module in model.modules():  # 2D convolutions only (Conv3d weights are 5D)
-                    if isinstance(module, torch.nn.Conv2d):
-                        module.to(memory_format=torch.channels_last)
-                optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=args.fused_adam or None)
-            train_step(model, optimizer, batch, channels_last)  # warm-up
+        if args.channels_last:
+            # the two layouts in turn, step after step, so a change in machine load hits both alike
+            times, default = {False: [], True: []}, default_layout(model)
+            for layout in (False, True):  # a warm-up step in each
+                set_layout(model, layout)
+                train_step(model, optimizer, batch, layout)
+            for _ in range(args.steps):
+                for layout in (False, True):
+                    set_layout(model, layout)
+                    start = time.perf_counter()
+                    train_step(model, optimizer, batch, layout)
+                    times[layout].append(time.perf_counter() - start)
+            set_layout(model, default)
+            for layout in (False, True):
+                report(f"{name} {'channels_last' if layout else 'contiguous'}", statistics.median(times[layout]))
+            print(f"[{name}] channels_last step time / contiguous: "
+                  f"{statistics.median(times[True]) / statistics.median(times[False]):.2f}")
+        else:
+            train_step(model, optimizer, batch, False)  # warm-up
             start = time.perf_counter()
             for _ in range(args.steps):
-                train_step(model, optimizer, batch, channels_last)
-            seconds = (time.perf_counter() - start) / args.steps
-            achieved = step_flops / seconds / 1e9
-            label = f"{name}{' channels_last' if channels_last else ''}"
-            rows.append((label, args.batch / seconds, achieved))
-            print(
-                f"[{label}] {seconds:.2f} s per step = {args.batch / seconds:.2f} samples/s; "
-                f"{achieved:.1f} GFLOP/s = {achieved / peak:.0%} of the matmul peak"
-            )
+                train_step(model, optimizer, batch, False)
+            report(name, (time.perf_counter() - start) / args.steps)
         if args.profile:
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 train_step(model, optimizer, batch, False)

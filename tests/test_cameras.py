@@ -161,6 +161,31 @@ def test_space_to_depth_keeps_each_pixel_under_its_cell_and_the_maps_of_the_smal
         build_model(ModelConfig(name="rig-stereo", space_to_depth=2), RigConfig(image_size=100))
 
 
+@pytest.mark.parametrize("space_to_depth", [1, 2])
+def test_channels_last_maps_change_no_feature_and_no_logit(space_to_depth: int):
+    """The feature network runs in channels-last for speed; the layout must not move a feature off
+    its pixel (pooling, folding and sampling all index by position) or change the prediction."""
+    torch.manual_seed(0)
+    size = 64 * space_to_depth
+    model = build_model(
+        ModelConfig(name="rig-stereo", space_to_depth=space_to_depth, fine_channels=4), RigConfig(image_size=size)
+    ).eval()
+    features = model.encoder.features
+    assert features.memory_format == torch.channels_last
+    left, right = torch.rand(2, 3, size, size), torch.rand(2, 3, size, size)
+    points = torch.rand(2, 300, 3) - 0.5
+    cameras = Cameras.from_rig(StereoRig.from_config(RigConfig(image_size=size))).expand(2)
+    outputs = {}
+    for layout in (torch.channels_last, torch.contiguous_format):
+        features.memory_format = layout
+        with torch.no_grad():
+            maps, fine = features(left)
+            outputs[layout] = (maps, fine, model(left, right, points, cameras))
+    assert outputs[torch.channels_last][0].is_contiguous(memory_format=torch.channels_last)
+    for fast, plain in zip(outputs[torch.channels_last], outputs[torch.contiguous_format]):
+        assert torch.allclose(fast, plain, atol=1e-5)
+
+
 def test_camera_aware_models_answer_to_the_cameras_and_the_study_models_do_not():
     torch.manual_seed(0)
     left, right = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
