@@ -17,6 +17,7 @@ from stereo_occ.training.trainer import (
     METRICS_COLUMNS,
     evaluate_points,
     load_pretrained,
+    open_datasets,
     train,
 )
 
@@ -162,6 +163,26 @@ class _Sphere(torch.nn.Module):
     def forward(self, left, right, points, cameras):
         assert cameras.K.shape == (len(points), 2, 3, 3)  # every batch brings its cameras
         return 20.0 * (self.radius - points.norm(dim=-1))
+
+
+def test_validation_uses_the_first_views_of_each_val_object(tiny_dataset):
+    """``train.val_views`` views of every val object, object-major."""
+    _, one = open_datasets(small_config(), tiny_dataset)
+    _, three = open_datasets(small_config("train.val_views=3"), tiny_dataset)
+    assert len(three) == 3 * len(one)
+    for i in range(len(one)):
+        first, same = one[i], three[3 * i]
+        assert (int(same["object_index"]), int(same["view"])) == (int(first["object_index"]), 0)
+        assert torch.equal(first["left"], same["left"]) and len(same["points"]) == 512  # train.val_points
+        other = three[3 * i + 1]
+        assert (int(other["object_index"]), int(other["view"])) == (int(first["object_index"]), 1)
+        assert not torch.equal(other["left"], first["left"])
+    _, limited = open_datasets(small_config("train.val_views=2", "train.val_objects=1"), tiny_dataset)
+    assert [(int(item["object_index"]), int(item["view"])) for item in limited] == [(0, 0), (0, 1)]
+    with pytest.raises(UserError, match="train.val_views=9"):
+        open_datasets(small_config("train.val_views=9"), tiny_dataset)  # the tiny dataset has 4 views
+    with pytest.raises(UserError, match="at least 1"):
+        small_config("train.val_views=0")
 
 
 def test_evaluate_points_computes_volumetric_iou():

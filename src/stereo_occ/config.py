@@ -157,6 +157,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     seed: int = 0
     val_points: int = 10_000  # uniform points per val object for the validation IoU (fixed draw)
+    val_views: int = 1  # views of each val object (its first N): more views, a steadier choice of best checkpoint and threshold
     val_batch_size: int = 16  # objects per validation forward pass
     train_objects: int = 0  # 0 = the whole train split; N = its first N objects (overfitting checks)
     train_views: int = 0  # 0 = every stored view; N = the first N views of each object
@@ -287,6 +288,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"model.fine_channels must be 0 (none) or positive (got {cfg.model.fine_channels})")
     if cfg.model.space_to_depth < 1:
         raise UserError(f"model.space_to_depth must be 1 (none) or more (got {cfg.model.space_to_depth})")
+    if cfg.train.val_views < 1:
+        raise UserError(f"train.val_views must be at least 1 (got {cfg.train.val_views})")
     if cfg.train.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"train.lr_schedule must be constant or cosine (got {cfg.train.lr_schedule!r})")
     if cfg.train.precision not in ("auto", "fp32", "bf16"):

@@ -158,8 +158,9 @@ def _first_items(dataset: Dataset, n_objects: int, views_per_object: int) -> Dat
 def open_datasets(cfg: Config, root: Path) -> tuple[Dataset, Dataset | None]:
     """The training set (``train.train_objects``/``train_views`` applied) and the fixed validation set.
 
-    Validation uses each val object's first view and ``train.val_points`` uniform points drawn once
-    (epoch 0): the same points at every validation, so IoUs over a run are comparable.
+    Validation uses each val object's first ``train.val_views`` views and ``train.val_points`` uniform
+    points drawn once (epoch 0): the same items and points at every validation, so IoUs over a run are
+    comparable.
     """
     from ..data.dataset import StereoOccupancyDataset, read_split
 
@@ -172,16 +173,19 @@ def open_datasets(cfg: Config, root: Path) -> tuple[Dataset, Dataset | None]:
         train_set = _first_items(train_set, cfg.train.train_objects, per_object)
     if not read_split(root, "val"):
         return train_set, None
-    val_set: Dataset = StereoOccupancyDataset(
-        root,
-        "val",
-        points_per_sample=cfg.train.val_points,
-        seed=cfg.data.seed,
-        views="first",
-        uniform_only=True,
-    )
+    try:
+        val_set: Dataset = StereoOccupancyDataset(
+            root,
+            "val",
+            points_per_sample=cfg.train.val_points,
+            seed=cfg.data.seed,
+            views=cfg.train.val_views,
+            uniform_only=True,
+        )
+    except UserError as exc:
+        raise UserError(f"train.val_views={cfg.train.val_views}: {exc}") from None
     if cfg.train.val_objects > 0:
-        val_set = _first_items(val_set, cfg.train.val_objects, 1)
+        val_set = _first_items(val_set, cfg.train.val_objects, cfg.train.val_views)
     return train_set, val_set
 
 
