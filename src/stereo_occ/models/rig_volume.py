@@ -83,7 +83,7 @@ class ImageFeatures(nn.Module):
         self.fine = nn.Conv2d(c, fine_channels, 1) if fine_channels > 0 else None
         self.fine_channels = fine_channels
         # Channels-last (NHWC) is oneDNN's native layout on the CPU: the rig-stereo training step is
-        # about 1.1x faster with it (bench/bench_models.py --channels-last times both), and every
+        # 5-10% faster with it (bench/bench_models.py --channels-last times both), and every
         # later map keeps it. An attribute, not a config field: results differ only by float rounding.
         self.memory_format = torch.channels_last
 
