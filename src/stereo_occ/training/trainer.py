@@ -183,7 +183,7 @@ def open_datasets(cfg: Config, root: Path) -> tuple[Dataset, Dataset | None]:
             uniform_only=True,
         )
     except UserError as exc:
-        raise UserError(f"train.val_views={cfg.train.val_views}: {exc}") from None
+        raise UserError(f"the validation set (train.val_views={cfg.train.val_views}): {exc}") from None
     if cfg.train.val_objects > 0:
         val_set = _first_items(val_set, cfg.train.val_objects, cfg.train.val_views)
     return train_set, val_set
