@@ -19,7 +19,7 @@ section and the model's ``experiment.overrides`` (what the experiment trains). T
 with other work: ratios within one run are what to read.
 
     python bench/bench_models.py [--models mono stereo rig-stereo rig-mono] [--config configs/quick.yaml]
-        [--batch N] [--points N] [--size N] (defaults: the config's, else 16, 2048, 128) [--steps 2] [--profile] [--channels-last] [--fused-adam]
+        [--batch N] [--points N] [--size N] (defaults: each model's in the config, else 16, 2048, 128) [--steps 2] [--profile] [--channels-last] [--fused-adam]
 
 The rig-stereo step as the quick config trains it, against mono (its profile is docs/training.md's):
 
@@ -118,8 +118,8 @@ def train_step(model, optimizer, batch, channels_last: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=None, help="samples per step (default: the config's train.batch_size, else 16; per-model overrides of it are not used)")
-    parser.add_argument("--points", type=int, default=None, help="points per sample (default: the config's data.points_per_sample, else 2048)")
+    parser.add_argument("--batch", type=int, default=None, help="samples per step (default: each model's train.batch_size in the config, with its overrides; else 16)")
+    parser.add_argument("--points", type=int, default=None, help="points per sample (default: each model's data.points_per_sample in the config, with its overrides; else 2048)")
     parser.add_argument("--size", type=int, default=None, help="image size (default: the config's rig, else 128)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per model (after one warm-up)")
     parser.add_argument("--models", nargs="+", default=["mono", "stereo"], choices=sorted(MODELS))
@@ -135,10 +135,6 @@ def main() -> None:
     if args.size is not None:
         rig = replace(rig, image_size=args.size)
     args.size = rig.image_size
-    if args.batch is None:
-        args.batch = base.train.batch_size if base is not None else 16
-    if args.points is None:
-        args.points = base.data.points_per_sample if base is not None else 2048
     cameras = rig_cameras(rig, 1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU shared with other work: indicative numbers")
     peak = matmul_peak()
@@ -146,35 +142,39 @@ def main() -> None:
 
     rows = []
     for name in args.models:
-        model_cfg = model_config(base, name).model if base is not None else ModelConfig(name=name)
-        model = build_model(model_cfg, rig)
+        named = model_config(base, name) if base is not None else None
+        model = build_model(named.model if named is not None else ModelConfig(name=name), rig)
+        # what the experiment trains this model with, unless the command line fixes it for all
+        batch_size = args.batch or (named.train.batch_size if named is not None else 16)
+        points = args.points or (named.data.points_per_sample if named is not None else 2048)
         enc, dec = count_params(model.encoder), count_params(model.decoder)
-        one = make_batch(1, args.points, args.size, cameras)
+        one = make_batch(1, points, args.size, cameras)
         model.eval()
         with torch.no_grad():
             enc_flops = count_flops(lambda: model.encode(one["left"], one["right"], one["cameras"]))
             code = model.encode(one["left"], one["right"], one["cameras"])
             dec_flops = count_flops(lambda: model.decode(one["points"], code))
         model.train()
-        batch = make_batch(args.batch, args.points, args.size, cameras)
+        batch = make_batch(batch_size, points, args.size, cameras)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=args.fused_adam or None)
         step_flops = count_flops(lambda: train_step(model, optimizer, batch, False))
 
         def report(label: str, seconds: float) -> None:
             achieved = step_flops / seconds / 1e9
-            rows.append((label, args.batch / seconds, achieved))
+            rows.append((label, batch_size / seconds, achieved))
             print(
-                f"[{label}] {seconds:.2f} s per step = {args.batch / seconds:.2f} samples/s; "
+                f"[{label}] {seconds:.2f} s per step = {batch_size / seconds:.2f} samples/s; "
                 f"{achieved:.1f} GFLOP/s = {achieved / peak:.0%} of the matmul peak"
             )
 
         print(
-            f"[{name}] params: encoder {enc / 1e6:.2f} M, decoder {dec / 1e6:.2f} M, total {(enc + dec) / 1e6:.2f} M"
+            f"[{name}] params: encoder {enc / 1e6:.2f} M, decoder {dec / 1e6:.2f} M, total {(enc + dec) / 1e6:.2f} M; "
+            f"batch {batch_size} x {points} points"
         )
         print(
-            f"[{name}] forward GFLOP per sample: encoder {enc_flops / 1e9:.2f} + decoder ({args.points} points) "
+            f"[{name}] forward GFLOP per sample: encoder {enc_flops / 1e9:.2f} + decoder ({points} points) "
             f"{dec_flops / 1e9:.2f} = {(enc_flops + dec_flops) / 1e9:.2f}; training step "
-            f"{step_flops / args.batch / 1e9:.2f} GFLOP per sample"
+            f"{step_flops / batch_size / 1e9:.2f} GFLOP per sample"
         )
         if args.channels_last:
             # the two layouts in turn, step after step, so a change in machine load hits both alike

@@ -1,12 +1,14 @@
 """Where a trained model loses its IoU, per category: over-filling or missed walls, near or far.
 
     python bench/where_iou_is_lost.py --checkpoint runs/long/runs/rig-stereo/model_best.pt \
-        --dataset runs/long/dataset [--split test] [--views 1] [--points 20000]
+        --dataset runs/long/dataset [--split test] [--views 1] [--points 20000] [--objects N]
 
 For one view of each object (the evaluation's), the network is asked on ``--points`` of the
 object's uniform points (the volumetric IoU's points) at the checkpoint's threshold, and each error
 is located against the true mesh:
 
+* the mean of the items' IoU (what ``stereo-occ evaluate`` reports) beside the IoU of the pooled
+  points (which weights large objects);
 * volume precision and recall (also in ``stereo-occ evaluate``'s metrics): low precision is
   over-filling, low recall is missed parts;
 * false positives and false negatives by their distance to the true surface, in object units
@@ -14,6 +16,9 @@ is located against the true mesh:
   the occupied points themselves lie;
 * the share of false positives inside the object's convex hull (a mug's or bowl's cavity, the gap
   under a handle) rather than outside it.
+
+Run it on ``--split train`` (with ``--objects`` to take a few from each category) beside the test
+split to tell over-fitting (training objects far better) from under-fitting (alike).
 
 A blurred band around every wall shows as false positives spread over the first few distance bins
 on both sides; a filled cavity as false positives inside the hull, far from the surface.
@@ -31,7 +36,7 @@ from torch.utils.data import default_collate
 
 from stereo_occ.config import CATEGORIES
 from stereo_occ.data.dataset import StereoOccupancyDataset
-from stereo_occ.evaluation.evaluate import decode_probs, encode_pair
+from stereo_occ.evaluation.evaluate import decode_probs, encode_pair, select_objects
 from stereo_occ.models.cameras import Cameras
 from stereo_occ.training.checkpoint import load_model
 
@@ -46,10 +51,13 @@ class Tally:
         bins = len(EDGES) - 1
         self.hits = self.false_pos = self.false_neg = self.false_pos_in_hull = 0
         self.fp_bins, self.fn_bins, self.occupied_bins = np.zeros(bins), np.zeros(bins), np.zeros(bins)
+        self.item_ious: list[float] = []
 
     def add(self, pred: np.ndarray, occupied: np.ndarray, distance: np.ndarray, in_hull: np.ndarray) -> None:
         which = np.clip(np.digitize(distance, EDGES) - 1, 0, len(EDGES) - 2)
         fp, fn = pred & ~occupied, ~pred & occupied
+        union = np.count_nonzero(pred | occupied)
+        self.item_ious.append(np.count_nonzero(pred & occupied) / union if union else 1.0)
         self.hits += int(np.count_nonzero(pred & occupied))
         self.false_pos += int(np.count_nonzero(fp))
         self.false_neg += int(np.count_nonzero(fn))
@@ -61,7 +69,7 @@ class Tally:
         share = lambda counts: " ".join(f"{v:4.2f}" for v in counts / max(counts.sum(), 1))  # noqa: E731
         union = self.hits + self.false_pos + self.false_neg
         return (
-            f"{name:<7} IoU {self.hits / max(union, 1):.3f}  precision {self.hits / max(self.hits + self.false_pos, 1):.3f}"
+            f"{name:<7} IoU {np.mean(self.item_ious):.3f} (pooled {self.hits / max(union, 1):.3f})  precision {self.hits / max(self.hits + self.false_pos, 1):.3f}"
             f"  recall {self.hits / max(self.hits + self.false_neg, 1):.3f}  FP in hull {self.false_pos_in_hull / max(self.false_pos, 1):.2f}\n"
             f"        by distance {' '.join(f'<{e:g}' for e in EDGES[1:-1])} >={EDGES[-2]:g}:"
             f"  FP {share(self.fp_bins)} | FN {share(self.fn_bins)} | occupied {share(self.occupied_bins)}"
@@ -75,6 +83,8 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--views", type=int, default=1, help="views per object (the first k)")
     parser.add_argument("--points", type=int, default=20_000, help="uniform points per item")
+    parser.add_argument("--objects", type=int, default=0,
+                        help="at most this many objects, taken in turn from each category (0: all)")
     args = parser.parse_args()
 
     model, cfg = load_model(args.checkpoint)
@@ -83,7 +93,9 @@ def main() -> None:
                                      uniform_only=True)
     tallies = {c: Tally() for c in CATEGORIES}
     hulls: dict[int, tuple[cKDTree, Delaunay]] = {}
-    for i in range(len(dataset)):
+    objects = select_objects(dataset.categories, args.objects)
+    items = [o * dataset.views_per_object + v for o in objects for v in range(dataset.views_per_object)]
+    for i in items:
         item = dataset[i]
         batch = default_collate([item])
         with torch.inference_mode():
@@ -99,7 +111,7 @@ def main() -> None:
         occupied = item["occupancies"].numpy() > 0.5
         tallies[dataset.categories[index]].add(probs >= threshold, occupied, tree.query(points)[0],
                                                hull.find_simplex(points) >= 0)
-    print(f"{args.checkpoint} on {args.split} ({len(dataset)} items, {args.points} uniform points each, "
+    print(f"{args.checkpoint} on {args.split} ({len(items)} items, {args.points} uniform points each, "
           f"threshold {threshold})")
     for category in CATEGORIES:
         if tallies[category].hits + tallies[category].false_neg:
