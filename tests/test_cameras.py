@@ -210,3 +210,19 @@ def test_camera_records_are_checked():
         rig_cameras(2).expand(3)
     with pytest.raises(UserError, match="uses the cameras"):
         RigVolumeEncoder(volume_resolution=4)(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), None)
+
+
+def test_positional_frequencies_set_the_decoder_input_and_zero_leaves_the_coordinates_only():
+    """``model.positional_frequencies`` octaves of sines and cosines per coordinate reach the decoder;
+    with 0 it sees the point itself and the features, and a negative count is a clear error."""
+    small = dict(hidden_dim=32, n_blocks=1, image_channels=8, volume_channels=8, volume_resolution=8)
+    widths = {}
+    for octaves in (0, 3, 6):
+        model = build_model(ModelConfig(name="rig-stereo", positional_frequencies=octaves, **small), RigConfig(image_size=64))
+        widths[octaves] = model.decoder.fc_in.in_features
+        with torch.no_grad():
+            logits = model(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), torch.rand(1, 50, 3) - 0.5, rig_cameras())
+        assert logits.shape == (1, 50) and torch.isfinite(logits).all()
+    assert widths[3] - widths[0] == 18 and widths[6] - widths[0] == 36
+    with pytest.raises(UserError, match="positional_frequencies"):
+        build_model(ModelConfig(name="rig-mono", positional_frequencies=-1, **small), RigConfig(image_size=64))

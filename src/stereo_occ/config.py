@@ -143,6 +143,7 @@ class ModelConfig:
     volume_resolution: int = 16  # voxels per side of the rig-frame volume over the object's sphere
     fine_channels: int = 0  # first-stage (full or 1/space_to_depth resolution) features per query point (0 = none)
     space_to_depth: int = 1  # fold k x k pixel blocks into channels first: 128 px input at the cost of 64 px
+    positional_frequencies: int = 6  # octaves of the decoder's sin/cos encoding of the point (0: the coordinates only)
 
 
 @dataclass

@@ -299,8 +299,10 @@ def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork
         fine_channels=cfg.fine_channels,
         space_to_depth=cfg.space_to_depth,
     )
+    if cfg.positional_frequencies < 0:
+        raise UserError(f"model.positional_frequencies must be 0 or more (got {cfg.positional_frequencies})")
     decoder = PointDecoder(encoder.point_dim, cfg.volume_channels, encoder.extent, cfg.hidden_dim, cfg.n_blocks,
-                           fine_dim=encoder.fine_dim)
+                           frequencies=cfg.positional_frequencies, fine_dim=encoder.fine_dim)
     return OccupancyNetwork(encoder, decoder)
 
 
