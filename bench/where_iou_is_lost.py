@@ -56,11 +56,12 @@ class Tally:
     def add(self, pred: np.ndarray, occupied: np.ndarray, distance: np.ndarray, in_hull: np.ndarray) -> None:
         which = np.clip(np.digitize(distance, EDGES) - 1, 0, len(EDGES) - 2)
         fp, fn = pred & ~occupied, ~pred & occupied
-        union = np.count_nonzero(pred | occupied)
-        self.item_ious.append(np.count_nonzero(pred & occupied) / union if union else 1.0)
-        self.hits += int(np.count_nonzero(pred & occupied))
-        self.false_pos += int(np.count_nonzero(fp))
-        self.false_neg += int(np.count_nonzero(fn))
+        hits, false_pos, false_neg = (int(np.count_nonzero(m)) for m in (pred & occupied, fp, fn))
+        union = hits + false_pos + false_neg
+        self.item_ious.append(hits / union if union else 1.0)  # an empty prediction of an empty object is right
+        self.hits += hits
+        self.false_pos += false_pos
+        self.false_neg += false_neg
         self.false_pos_in_hull += int(np.count_nonzero(fp & in_hull))
         for counts, mask in ((self.fp_bins, fp), (self.fn_bins, fn), (self.occupied_bins, occupied)):
             counts += np.bincount(which[mask], minlength=len(counts))
