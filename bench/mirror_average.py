@@ -30,6 +30,7 @@ import torch
 
 from stereo_occ.config import CATEGORIES
 from stereo_occ.data.dataset import StereoOccupancyDataset
+from stereo_occ.evaluation.evaluate import decode_probs, encode_pair
 from stereo_occ.evaluation.threshold import THRESHOLDS, choose_threshold, ious_at
 from stereo_occ.models.cameras import LEFT, RIGHT, Cameras
 from stereo_occ.training.checkpoint import load_model
@@ -55,19 +56,20 @@ def mirrored(item: dict, views: int) -> tuple[torch.Tensor, torch.Tensor, Camera
 
 
 @torch.inference_mode()
-def probabilities(model, dataset: StereoOccupancyDataset, points: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
+def probabilities(model, dataset: StereoOccupancyDataset, points: int, batch_points: int
+                  ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
     """Per item: plain and mirrored probabilities on the object's first ``points`` uniform points,
     the labels, the category."""
     views = getattr(model.encoder, "views", 2)
     out = []
     for i in range(len(dataset)):
-        item, obj = dataset[i], dataset.objects[i // dataset.views_per_object]
-        rig_points = torch.as_tensor(np.asarray(obj.points()[:points], np.float32)) @ item["rotation"].T
-        plain = model(item["left"][None], item["right"][None], rig_points[None], Cameras.from_batch(item))
+        item = dataset[i]  # the whole uniform pool, in stored order, in the rig frame
+        rig_points, occupied = item["points"][:points], item["occupancies"][:points].numpy() > 0.5
+        plain = decode_probs(model, encode_pair(model, item["left"], item["right"], Cameras.from_batch(item)),
+                             rig_points, batch_points)
         left, right, cameras, reflect = mirrored(item, views)
-        flipped = model(left[None], right[None], (rig_points @ reflect.T)[None], cameras)
-        out.append((torch.sigmoid(plain[0]).numpy(), torch.sigmoid(flipped[0]).numpy(),
-                    np.asarray(obj.occupancies()[:points], bool), dataset.categories[i // dataset.views_per_object]))
+        flipped = decode_probs(model, encode_pair(model, left, right, cameras), rig_points @ reflect.T, batch_points)
+        out.append((plain, flipped, occupied, dataset.categories[int(item["object_index"])]))
     return out
 
 
@@ -79,11 +81,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000, help="uniform points per item (the evaluation's)")
     args = parser.parse_args()
 
-    model, _ = load_model(args.checkpoint)
+    model, cfg = load_model(args.checkpoint)
     model.eval()
     split = lambda name, views: StereoOccupancyDataset(args.dataset, name, points_per_sample=0,  # noqa: E731
                                                        uniform_only=True, views=views)
-    val, test = probabilities(model, split("val", args.val_views), args.points), probabilities(model, split("test", "first"), args.points)
+    val = probabilities(model, split("val", args.val_views), args.points, cfg.eval.batch_points)
+    test = probabilities(model, split("test", "first"), args.points, cfg.eval.batch_points)
     print(f"{args.checkpoint}: {len(val)} val items choose each threshold, {len(test)} test items")
     for name, combine in (("plain", lambda a, b: a), ("mirrored", lambda a, b: b), ("average", lambda a, b: 0.5 * (a + b))):
         threshold, val_iou = choose_threshold(THRESHOLDS, np.mean([ious_at(combine(a, b), o, THRESHOLDS) for a, b, o, _ in val], 0))
