@@ -80,15 +80,19 @@ def test_sampling_is_deterministic_for_the_same_seed(pool):
     assert not np.array_equal(other, points)
 
 
-def test_labels_agree_with_the_winding_number_on_a_generated_mug():
-    """The fast path (pseudonormal sign) against the slow, robust definition on a real shape."""
+@pytest.mark.parametrize("category", ["mug", "bowl", "bottle"])
+def test_labels_agree_with_the_winding_number_on_a_generated_object(category):
+    """The fast path (bounding-box cull, then the pseudonormal sign) against the slow, robust
+    definition on a real shape, with points inside and outside the object's bounding box."""
     import igl
 
     from stereo_occ.shapes.procedural import generate
     from stereo_occ.shapes.mesh_ops import normalize
 
-    mesh = normalize(generate("mug", 0, 0))
+    mesh = normalize(generate(category, 0, 0))
     rng = np.random.default_rng(5)
     points = np.concatenate([rng.uniform(-0.55, 0.55, (3000, 3)), mesh.sample(3000) + rng.normal(0, 0.005, (3000, 3))])
     winding = igl.winding_number(np.asarray(mesh.vertices, float), np.asarray(mesh.faces, np.int64), points)
+    low, high = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
+    assert 0.2 < np.all((points >= low) & (points <= high), axis=1).mean() < 0.9  # both sides of the box
     np.testing.assert_array_equal(inside(mesh, points), winding >= 0.5)
