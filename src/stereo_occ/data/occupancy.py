@@ -4,7 +4,8 @@ Each object gets ``n_uniform`` points uniform in the padded box (what volumetric
 followed by ``n_surface`` points near the surface (surface samples plus Gaussian noise), where the
 decision boundary is and where training needs most of its signal.
 
-Labels are exact containment for a watertight mesh, computed in two steps (libigl), measured on a
+Labels are exact containment for a watertight mesh. Points outside the mesh's bounding box are
+outside without a query; the rest are labelled in two steps (libigl), measured on a
 procedural mug (7.7k faces, 30k points, this machine): the sign of the signed distance with angle-
 weighted pseudonormals (an AABB tree, 0.3-0.4 s) decides, and the few points within ``_RECHECK`` of the
 surface, where that sign is numerically fragile (at edges and vertices), are decided by the generalised
