@@ -37,8 +37,11 @@ def object_dirs(root: Path) -> list[str]:
     return sorted(str(p.parent.relative_to(root)) for p in root.glob("*/*/views.npz"))
 
 
-def assert_same_dataset(a: Path, b: Path) -> None:
-    """Same objects, byte-identical pools and renders, equal camera/lighting arrays, same meta."""
+def assert_same_dataset(a: Path, b: Path, distances_atol: float = 0.0) -> None:
+    """Same objects, byte-identical pools and renders, equal camera/lighting arrays, same meta.
+
+    ``distances_atol``: distances computed again from the stored mesh (an upgrade) may differ by
+    float16 rounding where the PLY's float32 vertices move the surface by 1e-8."""
     assert object_dirs(a) == object_dirs(b)
     assert json.loads((a / "meta.json").read_text()) == json.loads((b / "meta.json").read_text())
     for split in ("train", "val", "test"):
@@ -46,6 +49,8 @@ def assert_same_dataset(a: Path, b: Path) -> None:
     for object_id in object_dirs(a):
         for name in ("points.npy", "occupancies.npy", "renders.bin", "info.json"):
             assert (a / object_id / name).read_bytes() == (b / object_id / name).read_bytes(), (object_id, name)
+        da, db = (np.load(root / object_id / "distances.npy").astype(np.float32) for root in (a, b))
+        np.testing.assert_allclose(da, db, rtol=0, atol=distances_atol)
         with np.load(a / object_id / "views.npz") as va, np.load(b / object_id / "views.npz") as vb:
             for key in va.files:
                 np.testing.assert_array_equal(va[key], vb[key])
@@ -80,7 +85,7 @@ def full_build(tmp_path_factory) -> Path:
 
 def test_a_build_writes_meta_splits_and_complete_objects(full_build):
     meta = json.loads((full_build / "meta.json").read_text())
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2 and meta["distance_cap"] == pytest.approx(0.1)
     assert meta["config"]["render"]["views_per_object"] == 3
     assert sorted(meta["objects"]) == object_dirs(full_build)
     assert set(meta["objects"].values()) == {"mug", "bowl", "bottle"}
@@ -90,7 +95,29 @@ def test_a_build_writes_meta_splits_and_complete_objects(full_build):
     assert reader.n_views == 3 and reader.image(2, 1).shape == (32, 32, 3)
     assert len(reader.points()) == 3000 and reader.points().dtype == np.float16
     assert 0.0 < reader.occupancies()[:2000].mean() < 0.6
+    distances = np.asarray(reader.distances(), dtype=np.float32)
+    assert distances.shape == (3000,) and np.all(np.abs(distances) <= 0.1)
+    np.testing.assert_array_equal(distances <= 0, reader.occupancies())  # the sign is the label
     assert not list(full_build.glob("*/*" + storage.TMP_SUFFIX))
+
+
+def test_a_format_1_dataset_reads_and_is_upgraded_in_place_to_the_same_distances(full_build, tmp_path):
+    out = tmp_path / "old"
+    shutil.copytree(full_build, out)
+    for f in out.glob("*/*/distances.npy"):  # what a build before format 2 left
+        f.unlink()
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["distance_cap"]
+    (out / "meta.json").write_text(json.dumps(dict(meta, format_version=1)))
+    from stereo_occ.data.dataset import StereoOccupancyDataset
+
+    assert len(StereoOccupancyDataset(out, "train")) > 0  # format 1 still reads...
+    with pytest.raises(UserError, match="stereo-occ dataset"):
+        StereoOccupancyDataset(out, "train", load_distances=True)[0]  # ...but has no distances
+    summary = build_dataset(small_config(), out)
+    assert (summary.built, summary.upgraded, summary.skipped) == (0, 6, 0)
+    assert_same_dataset(full_build, out, distances_atol=1e-4)
+    assert build_dataset(small_config(), out).skipped == 6
 
 
 def test_a_killed_build_resumes_to_the_same_bytes_as_an_uninterrupted_one(full_build, tmp_path):

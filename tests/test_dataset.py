@@ -142,3 +142,19 @@ def test_preview_draws_a_grid_and_names_bad_input(tiny_dataset, tmp_path):
     assert ((pixels[..., 0] > 200) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).sum() > 50  # red dots
     with pytest.raises(UserError, match="meta.json"):
         save_preview(tmp_path, tmp_path / "x.png")
+
+
+def test_distances_are_the_signed_distances_of_the_drawn_points(tiny_dataset):
+    import trimesh
+
+    data = StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=512, seed=3, load_distances=True)
+    item = data[2]
+    distance, occupied = item["distances"].numpy(), item["occupancies"].numpy() == 1
+    assert item["distances"].shape == (512,) and np.array_equal(distance <= 0, occupied)
+    obj = data.objects[int(item["object_index"])]
+    p_obj = item["points"].numpy().astype(np.float64) @ item["rotation"].numpy().astype(np.float64)  # p_rig = R p_obj
+    truth = -trimesh.proximity.signed_distance(obj.mesh(), p_obj)  # trimesh: positive inside
+    near = np.abs(truth) < 0.09
+    assert near.sum() > 100
+    np.testing.assert_allclose(distance[near], truth[near], atol=1e-3)
+    assert np.all(distance[truth > 0.11] == pytest.approx(0.1, abs=1e-4))  # clipped at the cap

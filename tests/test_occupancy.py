@@ -7,7 +7,7 @@ import pytest
 import trimesh
 
 from stereo_occ.config import OccupancyConfig
-from stereo_occ.data.occupancy import box_half_side, inside, sample_points
+from stereo_occ.data.occupancy import DISTANCE_CAP, box_half_side, inside, label_points, sample_points
 
 
 def test_sphere_containment_matches_the_formula():
@@ -19,6 +19,17 @@ def test_sphere_containment_matches_the_formula():
     labels = inside(mesh, points)
     np.testing.assert_array_equal(labels[clear], (r < 0.4)[clear])
     assert 0.1 < labels.mean() < 0.3  # 4/3 pi 0.4^3 / 1.1^3 = 0.2
+
+
+def test_signed_distances_to_a_sphere_match_the_formula_up_to_the_cap():
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.4)
+    points = np.random.default_rng(2).uniform(-0.55, 0.55, (20000, 3))
+    labels, distance = label_points(mesh, points)
+    truth = np.clip(np.linalg.norm(points, axis=1) - 0.4, -DISTANCE_CAP, DISTANCE_CAP)
+    # within the tessellation's sag (0.4 * (1 - cos of half a facet's angle) < 0.001) of the formula
+    np.testing.assert_allclose(distance, truth, atol=1e-3)
+    np.testing.assert_array_equal(distance <= 0, labels)
+    assert np.all(np.abs(distance) <= DISTANCE_CAP) and np.mean(distance == DISTANCE_CAP) > 0.3  # far points: the cap
 
 
 def test_cylinder_containment_matches_the_formula():
@@ -43,7 +54,7 @@ def test_containment_of_a_hollow_shape_and_an_inverted_mesh():
 def pool():
     cfg = OccupancyConfig(n_uniform=8000, n_surface=4000, surface_sigma=0.01, padding=0.1)
     mesh = trimesh.creation.box(extents=(1.0, 0.6, 0.4))
-    points, occ = sample_points(mesh, cfg, np.random.default_rng(7))
+    points, occ, _ = sample_points(mesh, cfg, np.random.default_rng(7))
     return cfg, mesh, points, occ
 
 
@@ -73,10 +84,10 @@ def test_uniform_part_fills_the_padded_box_and_the_rest_hugs_the_surface(pool):
 
 def test_sampling_is_deterministic_for_the_same_seed(pool):
     cfg, mesh, points, occ = pool
-    again, occ_again = sample_points(mesh, cfg, np.random.default_rng(7))
+    again, occ_again, _ = sample_points(mesh, cfg, np.random.default_rng(7))
     np.testing.assert_array_equal(again, points)
     np.testing.assert_array_equal(occ_again, occ)
-    other, _ = sample_points(mesh, cfg, np.random.default_rng(8))
+    other, _, _ = sample_points(mesh, cfg, np.random.default_rng(8))
     assert not np.array_equal(other, points)
 
 
@@ -96,3 +107,4 @@ def test_labels_agree_with_the_winding_number_on_a_generated_object(category):
     low, high = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
     assert 0.2 < np.all((points >= low) & (points <= high), axis=1).mean() < 0.9  # both sides of the box
     np.testing.assert_array_equal(inside(mesh, points), winding >= 0.5)
+    np.testing.assert_array_equal(label_points(mesh, points)[0], winding >= 0.5)  # a wider cull, same labels

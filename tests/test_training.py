@@ -74,6 +74,36 @@ def test_a_short_run_writes_its_outputs_and_the_loss_goes_down(tiny_dataset, tmp
     assert ckpt_cfg.eval.threshold == best["threshold"]
 
 
+def test_a_distance_head_learns_beside_the_occupancy(tiny_dataset, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    cfg = small_config(
+        "model.name=rig-stereo", "model.distance_head=true", "train.distance_weight=1",
+        "train.iterations=30", "train.val_every=30", "train.checkpoint_every=30",
+    )
+    train(cfg, tiny_dataset, out)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    losses = [e.value for e in events.Scalars("train/distance_loss")]
+    assert len(losses) == 30 and sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    model, _ = load_model(out / "model_best.pt")
+    assert model.predicts_distance
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["model.name=rig-stereo"], "model.distance_head=true"),
+        (["model.name=mono", "model.distance_head=true"], "rig models only"),
+        (["model.name=rig-stereo", "model.distance_head=true", "train.distance_truncation=0.5"], "distance cap"),
+    ],
+)
+def test_a_distance_loss_the_run_cannot_train_is_a_clear_error(tiny_dataset, tmp_path, extra, message):
+    with pytest.raises(UserError, match=message):
+        train(small_config("train.iterations=2", "train.distance_weight=1", *extra), tiny_dataset, tmp_path / "run")
+
+
 def test_a_fixed_threshold_is_the_one_validation_uses(tiny_dataset, tmp_path):
     out = tmp_path / "run"
     cfg = small_config("model.name=mono", "train.iterations=4", "train.val_every=2", "eval.threshold=0.35")

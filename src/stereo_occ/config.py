@@ -144,6 +144,9 @@ class ModelConfig:
     fine_channels: int = 0  # first-stage (full or 1/space_to_depth resolution) features per query point (0 = none)
     space_to_depth: int = 1  # fold k x k pixel blocks into channels first: 128 px input at the cost of 64 px
     positional_frequencies: int = 6  # octaves of the decoder's sin/cos encoding of the point (0: the coordinates only)
+    # A second decoder output, the point's signed distance to the surface (object units), trained
+    # beside the occupancy when train.distance_weight > 0 (rig models only; docs/training.md).
+    distance_head: bool = False
 
 
 @dataclass
@@ -164,6 +167,11 @@ class TrainConfig:
     train_views: int = 0  # 0 = every stored view; N = the first N views of each object
     lr_schedule: str = "constant"  # constant (the study) | cosine (decay to 0 over `iterations`)
     warmup_iterations: int = 0  # linear warm-up from lr / warmup_iterations
+    # Weight of the signed-distance loss beside the occupancy BCE (0 = none; needs model.distance_head
+    # and a dataset with distances): L1 between the predicted and the true distance, both clipped at
+    # distance_truncation object units and divided by it.
+    distance_weight: float = 0.0
+    distance_truncation: float = 0.1
 
 
 @dataclass

@@ -7,6 +7,8 @@ The build is resumable and reproducible by design:
   refused rather than mixed.
 * Each object is written to ``<id>.partial`` and renamed when whole (storage.write_object), so an
   object folder under its final name is always complete and finished objects are skipped on resume.
+* A complete object folder of an older format (1: no ``distances.npy``) is upgraded in place, from
+  its stored mesh and points, instead of being rebuilt.
 * All randomness of an object is seeded from ``(seed, object_id)`` only, so the same config gives the
   same point pools and renders whatever the number of workers, the sharding or the interruptions.
 * One broken mesh does not stop the build: its error is recorded and reported at the end.
@@ -30,7 +32,7 @@ from ..config import Config, DatasetConfig, SplitConfig, to_dict
 from ..errors import UserError
 from ..files import write_atomic
 from . import storage
-from .occupancy import sample_points
+from .occupancy import DISTANCE_CAP, label_points, sample_points
 from .render import LIGHTING_FIELDS, StereoRenderer
 from .rig import StereoRig, random_rotations
 from .splits import SPLITS, assign_splits
@@ -41,10 +43,12 @@ from .splits import SPLITS, assign_splits
 class BuildSummary:
     built: int = 0
     skipped: int = 0
+    upgraded: int = 0  # format-1 folders given their signed distances
     failed: list[tuple[str, str]] = field(default_factory=list)  # (object_id, one-line message)
 
     def report(self) -> str:
-        lines = [f"built {self.built}, skipped {self.skipped} (already complete), failed {len(self.failed)}"]
+        upgraded = f", upgraded {self.upgraded} (distances added)" if self.upgraded else ""
+        lines = [f"built {self.built}, skipped {self.skipped} (already complete){upgraded}, failed {len(self.failed)}"]
         lines += [f"  failed {object_id}: {message}" for object_id, message in self.failed]
         return "\n".join(lines)
 
@@ -114,6 +118,7 @@ def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> None:
         "split_sizes": {s: len(v) for s, v in splits.items()},
         "lighting_fields": list(LIGHTING_FIELDS),
         "depth_scale": storage.DEPTH_SCALE,
+        "distance_cap": DISTANCE_CAP,
     }
     (out / "splits").mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
@@ -126,7 +131,7 @@ def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer
     mesh = source.load()
     if len(mesh.faces) == 0:
         raise UserError(f"{source.origin}: empty mesh")
-    points, occ = sample_points(mesh, cfg.occupancy, object_rng(cfg.occupancy.seed, source.object_id, "points"))
+    points, occ, distances = sample_points(mesh, cfg.occupancy, object_rng(cfg.occupancy.seed, source.object_id, "points"))
     rng = object_rng(cfg.render.seed, source.object_id, "views")
     n_views = cfg.render.views_per_object
     rotations = random_rotations(n_views, rng)
@@ -158,7 +163,21 @@ def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer
         "n_surface": cfg.occupancy.n_surface,
         "inside_share_uniform": float(occ[: cfg.occupancy.n_uniform].mean()) if cfg.occupancy.n_uniform else 0.0,
     }
-    storage.write_object(out / source.object_id, info=info, mesh=mesh, points=points, occupancies=occ, views=views)
+    storage.write_object(
+        out / source.object_id, info=info, mesh=mesh, points=points, occupancies=occ, distances=distances, views=views
+    )
+
+
+def add_distances(folder: Path) -> None:
+    """Give a complete format-1 object folder its ``distances.npy``, from its stored mesh and points.
+
+    The stored labels stay authoritative: the distance's sign is taken from them.
+    """
+    reader = storage.ObjectReader(folder)
+    points = np.asarray(reader.points(), dtype=np.float32)
+    _, distances = label_points(reader.mesh(), points)
+    distances = np.where(reader.occupancies(), -np.abs(distances), np.abs(distances))
+    storage.write_distances(folder, distances)
 
 
 # -- worker plumbing: one renderer per process --------------------------------------------------------
@@ -170,16 +189,20 @@ def _worker_init(cfg: DatasetConfig, out: Path) -> None:
     _worker_state.update(cfg=cfg, out=out, renderer=StereoRenderer(cfg.rig, cfg.render))
 
 
-def _safe_build(source) -> tuple[str, str | None]:
-    """Build one object in a worker; return ``(object_id, None)`` or ``(object_id, error line)``."""
+def _safe_build(source) -> tuple[str, str, str | None]:
+    """Build (or upgrade) one object in a worker: ``(object_id, "built" | "upgraded" | "failed", error line)``."""
     try:
+        folder = _worker_state["out"] / source.object_id
+        if storage.is_complete(folder):
+            add_distances(folder)
+            return source.object_id, "upgraded", None
         build_object(source, _worker_state["cfg"], _worker_state["out"], _worker_state["renderer"])
-        return source.object_id, None
+        return source.object_id, "built", None
     except UserError as exc:
-        return source.object_id, str(exc)
+        return source.object_id, "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 - a broken mesh can fail anywhere; keep building the rest
         first = (str(exc).splitlines() or [""])[0]
-        return source.object_id, f"{source.origin}: {type(exc).__name__}: {first}"
+        return source.object_id, "failed", f"{source.origin}: {type(exc).__name__}: {first}"
 
 
 def build_dataset(
@@ -213,7 +236,7 @@ def build_dataset(
         stale = folder.with_name(folder.name + storage.TMP_SUFFIX)
         if stale.exists():  # left by a killed build; only this shard touches this object
             shutil.rmtree(stale)
-        if storage.is_complete(folder):
+        if storage.is_complete(folder) and storage.has_distances(folder):
             summary.skipped += 1
         else:
             todo.append(source)
@@ -240,9 +263,11 @@ def build_dataset(
 
 
 def _collect(results, summary: BuildSummary, bar: tqdm) -> None:
-    for object_id, error in results:
-        if error is None:
+    for object_id, outcome, error in results:
+        if outcome == "built":
             summary.built += 1
+        elif outcome == "upgraded":
+            summary.upgraded += 1
         else:
             summary.failed.append((object_id, error))
         bar.update(1)

@@ -39,8 +39,8 @@ def read_meta(root: str | Path) -> dict:
         meta = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: unreadable ({exc})") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{path}: dataset format {meta.get('format_version')!r}, this version reads {FORMAT_VERSION}")
+    if meta.get("format_version") not in (1, FORMAT_VERSION):  # 1 lacks only the distances (storage.py)
+        raise UserError(f"{path}: dataset format {meta.get('format_version')!r}, this version reads 1 and {FORMAT_VERSION}")
     return meta
 
 
@@ -78,6 +78,7 @@ class StereoOccupancyDataset(Dataset):
         seed: int = 0,
         views: ViewsArg = "all",
         load_depth: bool = False,
+        load_distances: bool = False,
         uniform_only: bool = False,
     ):
         self.root = Path(root)
@@ -116,6 +117,7 @@ class StereoOccupancyDataset(Dataset):
         self.near_surface_share = near_surface_share
         self.seed = seed
         self.load_depth = load_depth
+        self.load_distances = load_distances
         self.uniform_only = uniform_only
         self.epoch = 0
 
@@ -148,10 +150,10 @@ class StereoOccupancyDataset(Dataset):
         state["objects"] = [ObjectReader(f) for f in state["objects"]]
         self.__dict__.update(state)
 
-    def _draw_points(self, obj: ObjectReader, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        pool, labels = obj.points(), obj.occupancies()
+    def _draw_points(self, obj: ObjectReader, rng: np.random.Generator) -> np.ndarray:
+        """Indices into the object's pool (sorted: sequential reads from the memory maps)."""
         n_uniform = obj.n_uniform
-        n_total = len(pool)
+        n_total = len(obj.points())
         if self.uniform_only:
             if self.points_per_sample <= 0:
                 idx = np.arange(n_uniform)
@@ -169,8 +171,8 @@ class StereoOccupancyDataset(Dataset):
                     rng.integers(n_uniform, n_total, n_near),
                 ]
             )
-            idx.sort()  # sequential reads from the memory map
-        return np.asarray(pool[idx], dtype=np.float32), labels[idx]
+            idx.sort()
+        return idx
 
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < len(self):
@@ -179,7 +181,8 @@ class StereoOccupancyDataset(Dataset):
         obj = self.objects[object_index]
         rng = np.random.default_rng([self.seed, self.epoch, int(i)])
         rotation, K, world_to_cam = obj.cameras(view)
-        points, occ = self._draw_points(obj, rng)
+        idx = self._draw_points(obj, rng)
+        points, occ = np.asarray(obj.points()[idx], dtype=np.float32), obj.occupancies()[idx]
         points_rig = points @ rotation.astype(np.float32).T
         item = {
             "left": _image_tensor(obj.image(view, 0)),
@@ -193,6 +196,8 @@ class StereoOccupancyDataset(Dataset):
             "object_index": torch.tensor(object_index, dtype=torch.int64),
             "view": torch.tensor(view, dtype=torch.int64),
         }
+        if self.load_distances:  # signed distances to the surface, object units (the rotation keeps them)
+            item["distances"] = torch.from_numpy(np.asarray(obj.distances()[idx], dtype=np.float32))
         if self.load_depth:
             item["depth"] = torch.from_numpy(np.stack([obj.depth(view, 0), obj.depth(view, 1)]))
         return item

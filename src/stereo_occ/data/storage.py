@@ -8,6 +8,9 @@ An object folder (``<dataset>/<category>/<name>/``, its id is ``<category>/<name
 ``points.npy``         float16 (N, 3): ``n_uniform`` uniform points in the padded box, then
                        ``n_surface`` near-surface points (object frame)
 ``occupancies.npy``    uint8, ``np.packbits`` of the N inside/outside labels
+``distances.npy``      float16 (N,) signed distances to the surface (negative inside), clipped at
+                       ``meta.json``'s ``distance_cap`` (format 2; ``stereo-occ dataset`` adds
+                       them to a format-1 dataset in place)
 ``views.npz``          per view: ``rotations`` (V, 3, 3), ``K`` (V, 2, 3, 3),
                        ``world_to_cam`` (V, 2, 4, 4, OpenCV, rig frame -> camera),
                        ``lighting`` (V, L) the drawn light/material parameters,
@@ -37,8 +40,10 @@ from PIL import Image
 
 from ..errors import UserError
 
-FORMAT_VERSION = 1
-"""Version of the dataset layout (meta.json and the object folders); bump on incompatible changes."""
+FORMAT_VERSION = 2
+"""Version of the dataset layout (meta.json and the object folders); bump on incompatible changes.
+
+2 added ``distances.npy``; a format-1 dataset reads as before, and rebuilding it over itself adds them."""
 
 DEPTH_SCALE = 10_000.0
 """Depth PNG units per object unit (0.1 mm for a 10 cm object); 16 bits cover 6.5 object units."""
@@ -81,6 +86,7 @@ def write_object(
     mesh: trimesh.Trimesh,
     points: np.ndarray,
     occupancies: np.ndarray,
+    distances: np.ndarray,
     views: Views,
 ) -> None:
     """Write a whole object folder atomically (temporary folder, then rename)."""
@@ -97,6 +103,7 @@ def write_object(
     mesh.export(tmp / "mesh.ply")
     np.save(tmp / "points.npy", points.astype(np.float16))
     np.save(tmp / "occupancies.npy", np.packbits(occupancies.astype(bool)))
+    np.save(tmp / "distances.npy", distances.astype(np.float16))
     offsets = np.zeros(len(views.pngs) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(p) for p in views.pngs])
     with open(tmp / "renders.bin", "wb") as f:
@@ -116,6 +123,19 @@ def write_object(
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
+
+
+def write_distances(folder: Path, distances: np.ndarray) -> None:
+    """Add ``distances.npy`` to a complete format-1 object folder (atomically: temporary file, rename)."""
+    tmp = Path(folder) / "distances.partial.npy"
+    np.save(tmp, distances.astype(np.float16))
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, Path(folder) / "distances.npy")
+
+
+def has_distances(folder: Path) -> bool:
+    return (Path(folder) / "distances.npy").is_file()
 
 
 def is_complete(folder: Path) -> bool:
@@ -138,6 +158,7 @@ class ObjectReader:
         self._blob: np.memmap | None = None
         self._points: np.ndarray | None = None
         self._occ: np.ndarray | None = None
+        self._distances: np.ndarray | None = None
 
     @property
     def info(self) -> dict:
@@ -198,6 +219,17 @@ class ObjectReader:
             packed = np.load(self.folder / "occupancies.npy")
             self._occ = np.unpackbits(packed, count=len(self.points())).astype(bool)
         return self._occ
+
+    def distances(self) -> np.ndarray:
+        """float16 (N,) memory-mapped signed distances of :meth:`points` (negative inside, clipped)."""
+        if self._distances is None:
+            if not has_distances(self.folder):
+                raise UserError(
+                    f"{self.folder}: no distances.npy (a dataset built before format 2); add them by "
+                    "running `stereo-occ dataset` again with the same --config and --out"
+                )
+            self._distances = np.load(self.folder / "distances.npy", mmap_mode="r")
+        return self._distances
 
     def mesh(self) -> trimesh.Trimesh:
         return trimesh.load(self.folder / "mesh.ply", force="mesh", process=False)

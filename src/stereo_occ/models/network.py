@@ -40,13 +40,25 @@ class OccupancyNetwork(nn.Module):
             )
         return self.encoder(left, right, cameras)
 
-    def decode(self, points: Tensor, conditioning: Any) -> Tensor:
+    @property
+    def predicts_distance(self) -> bool:
+        """Whether the decoder also gives each point's signed distance (``with_distance=True``)."""
+        return bool(getattr(self.decoder, "predicts_distance", False))
+
+    def decode(self, points: Tensor, conditioning: Any, with_distance: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """``(B, N)`` logits; with ``with_distance``, ``(logits, signed distances)``."""
         if points.dim() != 3 or points.shape[-1] != 3:
             raise ValueError(f"points must be (B, N, 3), got {tuple(points.shape)}")
-        return self.decoder(points, conditioning)
+        if not with_distance:
+            return self.decoder(points, conditioning)
+        if not self.predicts_distance:
+            raise UserError(f"{type(self.decoder).__name__} predicts no signed distance (model.distance_head=true, rig models)")
+        return self.decoder(points, conditioning, with_distance=True)
 
-    def forward(self, left: Tensor, right: Tensor, points: Tensor, cameras: Cameras | None = None) -> Tensor:
-        return self.decode(points, self.encode(left, right, cameras))
+    def forward(
+        self, left: Tensor, right: Tensor, points: Tensor, cameras: Cameras | None = None, with_distance: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        return self.decode(points, self.encode(left, right, cameras), with_distance)
 
     def load_resnet18_weights(self, state_dict: Mapping[str, Tensor]) -> None:
         """Initialise the encoder's ResNet-18 from a torchvision-format ImageNet state dict.

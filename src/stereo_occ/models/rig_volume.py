@@ -255,18 +255,29 @@ class ResidualBlock(nn.Module):
 
 
 class PointDecoder(nn.Module):
-    """``(B, N, 3)`` rig-frame points and a :class:`RigConditioning` -> ``(B, N)`` logits."""
+    """``(B, N, 3)`` rig-frame points and a :class:`RigConditioning` -> ``(B, N)`` logits.
+
+    With ``distance_head`` a second linear output reads the same last hidden layer: the point's signed
+    distance to the surface. Trained beside the occupancy, it asks the hidden layer for a quantity that
+    varies smoothly across a thin wall (and tells the cavity's centre from a point next to the wall),
+    where the occupancy is a spike narrower than a volume cell.
+    """
 
     def __init__(self, point_dim: int, volume_channels: int, extent: float, hidden: int = 128, blocks: int = 4,
-                 frequencies: int = 6, fine_dim: int = 0) -> None:
+                 frequencies: int = 6, fine_dim: int = 0, distance_head: bool = False) -> None:
         super().__init__()
         self.extent = extent
         self.frequencies = frequencies
         self.fc_in = nn.Linear(3 + 6 * frequencies + point_dim + volume_channels + fine_dim, hidden)
         self.blocks = nn.Sequential(*(ResidualBlock(hidden) for _ in range(blocks)))
         self.fc_out = nn.Linear(hidden, 1)
+        self.fc_distance = nn.Linear(hidden, 1) if distance_head else None
 
-    def forward(self, points: Tensor, cond: RigConditioning) -> Tensor:
+    @property
+    def predicts_distance(self) -> bool:
+        return self.fc_distance is not None
+
+    def forward(self, points: Tensor, cond: RigConditioning, with_distance: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         b = points.shape[0]
         if cond.volume.shape[0] != b:
             raise ValueError(f"{b} point sets for {cond.volume.shape[0]} encodings")
@@ -279,8 +290,13 @@ class PointDecoder(nn.Module):
         ]
         if cond.left_fine is not None:
             features.append(point_features(points, cond.left_fine, cond.right_fine, cond.cameras))
-        h = self.blocks(self.fc_in(torch.cat(features, -1)))
-        return self.fc_out(F.relu(h)).squeeze(-1)
+        h = F.relu(self.blocks(self.fc_in(torch.cat(features, -1))))
+        logits = self.fc_out(h).squeeze(-1)
+        if not with_distance:
+            return logits
+        if self.fc_distance is None:
+            raise UserError("this model has no distance head (model.distance_head=true builds one)")
+        return logits, self.fc_distance(h).squeeze(-1)
 
 
 def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork:
@@ -302,7 +318,8 @@ def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork
     if cfg.positional_frequencies < 0:
         raise UserError(f"model.positional_frequencies must be 0 or more (got {cfg.positional_frequencies})")
     decoder = PointDecoder(encoder.point_dim, cfg.volume_channels, encoder.extent, cfg.hidden_dim, cfg.n_blocks,
-                           frequencies=cfg.positional_frequencies, fine_dim=encoder.fine_dim)
+                           frequencies=cfg.positional_frequencies, fine_dim=encoder.fine_dim,
+                           distance_head=cfg.distance_head)
     return OccupancyNetwork(encoder, decoder)
 
 

@@ -167,7 +167,9 @@ def open_datasets(cfg: Config, root: Path) -> tuple[Dataset, Dataset | None]:
     if not read_split(root, "train"):
         raise UserError(f"{root}: the train split is empty")
     views: Any = cfg.train.train_views if cfg.train.train_views > 0 else "all"
-    train_set = StereoOccupancyDataset.from_config(root, "train", cfg.data, views=views)
+    train_set = StereoOccupancyDataset.from_config(
+        root, "train", cfg.data, views=views, load_distances=cfg.train.distance_weight > 0
+    )
     if cfg.train.train_objects > 0:
         per_object = len(train_set) // len(train_set.objects)
         train_set = _first_items(train_set, cfg.train.train_objects, per_object)
@@ -313,8 +315,32 @@ class _Run:
         for name in ("val_every", "checkpoint_every", "log_every"):
             if getattr(self.tc, name) < 1:
                 raise UserError(f"train.{name} must be at least 1 (got {getattr(self.tc, name)})")
+        self._check_distance_loss()
         self.local_batch = local_batch_size(self.tc.batch_size, ctx.world_size)
         self.amp_dtype = autocast_dtype(self.tc.precision, ctx.device)
+
+    def _check_distance_loss(self) -> None:
+        """A distance loss needs a model with the head and a dataset whose distances reach the truncation."""
+        from ..data.dataset import read_meta
+
+        tc = self.tc
+        if tc.distance_weight < 0:
+            raise UserError(f"train.distance_weight must be 0 or more (got {tc.distance_weight})")
+        if tc.distance_weight == 0:
+            return
+        if not self.cfg.model.distance_head or not self.cfg.model.name.startswith("rig-"):
+            raise UserError(
+                "train.distance_weight > 0 trains a distance head: set model.distance_head=true "
+                f"(rig models only; the model is {self.cfg.model.name})"
+            )
+        cap = read_meta(self.root).get("distance_cap")
+        if cap is None:
+            raise UserError(
+                f"{self.root} stores no signed distances (format 1): run `stereo-occ dataset` again with its "
+                "--config and --out to add them, or set train.distance_weight=0"
+            )
+        if not 0 < tc.distance_truncation <= cap:
+            raise UserError(f"train.distance_truncation must be in (0, {cap}] (the dataset's distance cap), got {tc.distance_truncation}")
 
     # -- state ---------------------------------------------------------------------------------------
 
@@ -516,7 +542,9 @@ class _Run:
     def _loop(self, loader: DataLoader, val_set: Dataset | None, metrics, writer, bar) -> None:
         device, main, tc = self.ctx.device, self.ctx.is_main, self.tc
         window_loss = torch.zeros((), device=device)
+        window_distance = torch.zeros((), device=device)
         window_steps = 0
+        tau = tc.distance_truncation
         self.model.train()
         for batch in loader:
             left = batch["left"].to(device, non_blocking=True)
@@ -526,10 +554,20 @@ class _Run:
             cameras = Cameras.from_batch(batch).to(device)
             self._set_learning_rate()
             with autocast(device, self.amp_dtype):
-                logits = self.ddp(left, right, points, cameras)
+                if tc.distance_weight > 0:
+                    logits, distance = self.ddp(left, right, points, cameras, with_distance=True)
+                else:
+                    logits = self.ddp(left, right, points, cameras)
             loss = F.binary_cross_entropy_with_logits(logits.float(), occ)
+            total = loss
+            if tc.distance_weight > 0:
+                # L1 on distances clipped at tau (beyond it the prediction is free), in units of tau
+                target = batch["distances"].to(device, non_blocking=True).clamp(-tau, tau)
+                distance_loss = (distance.float().clamp(-tau, tau) - target).abs().mean() / tau
+                total = loss + tc.distance_weight * distance_loss
+                window_distance += distance_loss.detach()
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             self.optimizer.step()
             self.iteration += 1
             window_loss += loss.detach()
@@ -538,12 +576,16 @@ class _Run:
 
             if it % tc.log_every == 0 or last:
                 mean_loss = mean_over_ranks(self.ctx, float(window_loss) / window_steps)
+                mean_distance = mean_over_ranks(self.ctx, float(window_distance) / window_steps)
                 window_loss.zero_()
+                window_distance.zero_()
                 window_steps = 0
                 if main:
                     seconds = self.train_seconds_now()
                     metrics.add(it, seconds, "train", mean_loss, None)
-                    writer.add_scalar("train/loss", mean_loss, it)
+                    writer.add_scalar("train/loss", mean_loss, it)  # the occupancy BCE (metrics.csv's loss)
+                    if tc.distance_weight > 0:
+                        writer.add_scalar("train/distance_loss", mean_distance, it)
                     writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], it)
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
             if main:
