@@ -39,6 +39,7 @@ def test_items_have_the_promised_shapes_and_types(train):
         "right": ((3, 64, 64), torch.float32),
         "points": ((512, 3), torch.float32),
         "occupancies": ((512,), torch.float32),
+        "uniform": ((512,), torch.bool),
         "category": ((), torch.int64),
         "rotation": ((3, 3), torch.float32),
         "K": ((2, 3, 3), torch.float32),
@@ -74,6 +75,7 @@ def test_near_surface_share_and_inside_points_project_onto_the_object(train):
     obj = train.objects[0]
     # About half of the points come from the near-surface pool: those are balanced in/out.
     assert 0.2 < float(item["occupancies"].mean()) < 0.7
+    assert int(item["uniform"].sum()) == 256 and item["uniform"][:256].all()  # uniform first (sorted draw)
     inside = item["points"][item["occupancies"] > 0].numpy().astype(np.float64)
     for cam in (0, 1):
         uv, depth = project(inside, item["K"][cam].double().numpy(), item["world_to_cam"][cam].double().numpy())

@@ -18,6 +18,7 @@ from stereo_occ.training.trainer import (
     evaluate_points,
     load_pretrained,
     open_datasets,
+    soft_iou_loss,
     train,
 )
 
@@ -74,12 +75,12 @@ def test_a_short_run_writes_its_outputs_and_the_loss_goes_down(tiny_dataset, tmp
     assert ckpt_cfg.eval.threshold == best["threshold"]
 
 
-def test_a_distance_head_learns_beside_the_occupancy(tiny_dataset, tmp_path):
+def test_a_distance_head_and_the_soft_iou_learn_beside_the_occupancy(tiny_dataset, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
     cfg = small_config(
-        "model.name=rig-stereo", "model.distance_head=true", "train.distance_weight=1",
+        "model.name=rig-stereo", "model.distance_head=true", "train.distance_weight=1", "train.iou_weight=1",
         "train.iterations=30", "train.val_every=30", "train.checkpoint_every=30",
     )
     train(cfg, tiny_dataset, out)
@@ -87,8 +88,27 @@ def test_a_distance_head_learns_beside_the_occupancy(tiny_dataset, tmp_path):
     events.Reload()
     losses = [e.value for e in events.Scalars("train/distance_loss")]
     assert len(losses) == 30 and sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    # the soft IoU needs shapes, not 30 steps, to move (its behaviour: the test above); here it is logged
+    iou_losses = [e.value for e in events.Scalars("train/iou_loss")]
+    assert len(iou_losses) == 30 and all(0.0 < v <= 1.0 for v in iou_losses)
     model, _ = load_model(out / "model_best.pt")
     assert model.predicts_distance
+
+
+def test_the_soft_iou_loss_is_one_minus_the_iou_of_the_uniform_points():
+    occupied = torch.tensor([[1.0, 1.0, 0.0, 0.0, 1.0]])
+    uniform = torch.tensor([[True, True, True, True, False]])
+    sure = lambda labels: 40.0 * (2 * torch.tensor([labels]) - 1)  # noqa: E731  logits of near-certain predictions
+    assert float(soft_iou_loss(sure([1, 1, 0, 0, 0]), occupied, uniform)) < 1e-6  # the near-surface miss is not counted
+    assert float(soft_iou_loss(sure([1, 1, 1, 1, 1]), occupied, uniform)) == pytest.approx(0.5)  # IoU 2/4
+    assert float(soft_iou_loss(sure([0, 0, 1, 1, 0]), occupied, uniform)) == pytest.approx(1.0)
+    # Per sample, then averaged: a small object's sample weighs what a large one's does.
+    batch = soft_iou_loss(torch.cat([sure([1, 1, 1, 1, 1]), sure([1, 1, 0, 0, 0])]), occupied.repeat(2, 1), uniform.repeat(2, 1))
+    assert float(batch) == pytest.approx(0.25)
+    # Its gradient pushes a false positive down and a missed inside point up.
+    logits = torch.zeros(1, 5, requires_grad=True)
+    soft_iou_loss(logits, occupied, uniform).backward()
+    assert logits.grad[0, 2] > 0 and logits.grad[0, 0] < 0 and logits.grad[0, 4] == 0
 
 
 @pytest.mark.parametrize(

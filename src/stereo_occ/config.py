@@ -172,6 +172,10 @@ class TrainConfig:
     # distance_truncation object units and divided by it.
     distance_weight: float = 0.0
     distance_truncation: float = 0.1
+    # Weight of a soft-IoU loss beside the BCE (0 = none): one minus the soft IoU of each sample's
+    # uniform points (an estimate of its volumetric IoU), averaged over the batch. Every object then
+    # counts alike, as in the mean IoU, however little of the box it fills (docs/training.md).
+    iou_weight: float = 0.0
 
 
 @dataclass

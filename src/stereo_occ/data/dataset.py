@@ -189,6 +189,7 @@ class StereoOccupancyDataset(Dataset):
             "right": _image_tensor(obj.image(view, 1)),
             "points": torch.from_numpy(np.ascontiguousarray(points_rig, dtype=np.float32)),
             "occupancies": torch.from_numpy(occ.astype(np.float32)),
+            "uniform": torch.from_numpy(idx < obj.n_uniform),  # drawn from the uniform part (what IoU measures)
             "category": torch.tensor(CATEGORIES.index(self.categories[object_index]), dtype=torch.int64),
             "rotation": torch.from_numpy(np.array(rotation, dtype=np.float32)),
             "K": torch.from_numpy(np.array(K, dtype=np.float32)),
