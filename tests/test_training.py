@@ -102,6 +102,8 @@ def test_the_soft_iou_loss_is_one_minus_the_iou_of_the_uniform_points():
     assert float(soft_iou_loss(sure([1, 1, 0, 0, 0]), occupied, uniform)) < 1e-6  # the near-surface miss is not counted
     assert float(soft_iou_loss(sure([1, 1, 1, 1, 1]), occupied, uniform)) == pytest.approx(0.5)  # IoU 2/4
     assert float(soft_iou_loss(sure([0, 0, 1, 1, 0]), occupied, uniform)) == pytest.approx(1.0)
+    # Tversky: false positives weighed twice, TP / (TP + 2 FP + FN) = 2 / (2 + 4 + 0)
+    assert float(soft_iou_loss(sure([1, 1, 1, 1, 1]), occupied, uniform, false_positive_weight=2)) == pytest.approx(2 / 3)
     # Per sample, then averaged: a small object's sample weighs what a large one's does.
     batch = soft_iou_loss(torch.cat([sure([1, 1, 1, 1, 1]), sure([1, 1, 0, 0, 0])]), occupied.repeat(2, 1), uniform.repeat(2, 1))
     assert float(batch) == pytest.approx(0.25)

@@ -176,6 +176,9 @@ class TrainConfig:
     # uniform points (an estimate of its volumetric IoU), averaged over the batch. Every object then
     # counts alike, as in the mean IoU, however little of the box it fills (docs/training.md).
     iou_weight: float = 0.0
+    # Above 1: false positives cost more in that loss (a Tversky index, TP / (TP + a FP + FN)), against
+    # the plain soft IoU's pull towards over-filling thin shells.
+    iou_false_positive_weight: float = 1.0
 
 
 @dataclass

@@ -288,19 +288,23 @@ def _write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=1))
 
 
-def soft_iou_loss(logits: Tensor, occupied: Tensor, uniform: Tensor) -> Tensor:
+def soft_iou_loss(logits: Tensor, occupied: Tensor, uniform: Tensor, false_positive_weight: float = 1.0) -> Tensor:
     """One minus the soft IoU of each sample's uniform points, averaged over the batch.
 
     On the uniform points the soft IoU estimates the sample's volumetric IoU, so each object weighs
     the same whatever its volume: a bowl filling 2% of the box counts as much as a bottle filling
-    20%, as in the mean IoU, where in the BCE its few inside points are drowned. A slab several walls
-    thick around a thin wall costs what it costs the metric.
+    20%, as in the mean IoU, where in the BCE its few inside points are drowned. With
+    ``false_positive_weight`` a != 1 it is the Tversky index ``TP / (TP + a FP + FN)``: at low overlap
+    the plain IoU's gradient favours recall (raising an inside point gains more than lowering one
+    false positive), which over-fills thin shells; a > 1 weighs the false positives up.
     """
     p = torch.sigmoid(logits) * uniform
     y = occupied * uniform
-    intersection = (p * y).sum(1)
-    union = (p + y - p * y).sum(1)
-    return (1.0 - (intersection + 1e-6) / (union + 1e-6)).mean()
+    true_pos = (p * y).sum(1)
+    false_pos = (p * (1 - y)).sum(1)
+    false_neg = ((1 - p) * y).sum(1)
+    index = (true_pos + 1e-6) / (true_pos + false_positive_weight * false_pos + false_neg + 1e-6)
+    return (1.0 - index).mean()
 
 
 def learning_rate(tc: TrainConfig, iteration: int) -> float:
@@ -331,17 +335,20 @@ class _Run:
         for name in ("val_every", "checkpoint_every", "log_every"):
             if getattr(self.tc, name) < 1:
                 raise UserError(f"train.{name} must be at least 1 (got {getattr(self.tc, name)})")
-        self._check_distance_loss()
+        self._check_losses()
         self.local_batch = local_batch_size(self.tc.batch_size, ctx.world_size)
         self.amp_dtype = autocast_dtype(self.tc.precision, ctx.device)
 
-    def _check_distance_loss(self) -> None:
-        """A distance loss needs a model with the head and a dataset whose distances reach the truncation."""
+    def _check_losses(self) -> None:
+        """Loss weights in range; a distance loss needs a model with the head and a dataset whose
+        distances reach the truncation."""
         from ..data.dataset import read_meta
 
         tc = self.tc
         if tc.iou_weight < 0:
             raise UserError(f"train.iou_weight must be 0 or more (got {tc.iou_weight})")
+        if tc.iou_false_positive_weight <= 0:
+            raise UserError(f"train.iou_false_positive_weight must be positive (got {tc.iou_false_positive_weight})")
         if tc.distance_weight < 0:
             raise UserError(f"train.distance_weight must be 0 or more (got {tc.distance_weight})")
         if tc.distance_weight == 0:
@@ -552,6 +559,27 @@ class _Run:
             },
         )
 
+    def _loss_terms(self) -> dict[str, float]:
+        """The loss terms this run trains, with their weights (the BCE, "loss", always)."""
+        tc = self.tc
+        weights = {"loss": 1.0, "distance_loss": tc.distance_weight, "iou_loss": tc.iou_weight}
+        return {name: w for name, w in weights.items() if w > 0}
+
+    def _losses(self, batch: dict, logits: Tensor, distance: Tensor | None) -> dict[str, Tensor]:
+        """Each term of :meth:`_loss_terms`, unweighted, for one batch."""
+        device, tc = self.ctx.device, self.tc
+        occ = batch["occupancies"].to(device, non_blocking=True)
+        terms = {"loss": F.binary_cross_entropy_with_logits(logits, occ)}
+        if distance is not None:
+            # L1 on distances clipped at tau (beyond it the prediction is free), in units of tau
+            tau = tc.distance_truncation
+            target = batch["distances"].to(device, non_blocking=True).clamp(-tau, tau)
+            terms["distance_loss"] = (distance.float().clamp(-tau, tau) - target).abs().mean() / tau
+        if tc.iou_weight > 0:
+            uniform = batch["uniform"].to(device, non_blocking=True)
+            terms["iou_loss"] = soft_iou_loss(logits, occ, uniform, tc.iou_false_positive_weight)
+        return terms
+
     def _set_learning_rate(self) -> None:
         lr = learning_rate(self.tc, self.iteration)
         for group in self.optimizer.param_groups:
@@ -559,60 +587,43 @@ class _Run:
 
     def _loop(self, loader: DataLoader, val_set: Dataset | None, metrics, writer, bar) -> None:
         device, main, tc = self.ctx.device, self.ctx.is_main, self.tc
-        window_loss = torch.zeros((), device=device)
-        window_distance = torch.zeros((), device=device)
-        window_iou = torch.zeros((), device=device)
+        weights = self._loss_terms()
+        window = {name: torch.zeros((), device=device) for name in weights}
         window_steps = 0
-        tau = tc.distance_truncation
         self.model.train()
         for batch in loader:
             left = batch["left"].to(device, non_blocking=True)
             right = batch["right"].to(device, non_blocking=True)
             points = batch["points"].to(device, non_blocking=True)
-            occ = batch["occupancies"].to(device, non_blocking=True)
             cameras = Cameras.from_batch(batch).to(device)
             self._set_learning_rate()
             with autocast(device, self.amp_dtype):
                 if tc.distance_weight > 0:
                     logits, distance = self.ddp(left, right, points, cameras, with_distance=True)
                 else:
-                    logits = self.ddp(left, right, points, cameras)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), occ)
-            total = loss
-            if tc.distance_weight > 0:
-                # L1 on distances clipped at tau (beyond it the prediction is free), in units of tau
-                target = batch["distances"].to(device, non_blocking=True).clamp(-tau, tau)
-                distance_loss = (distance.float().clamp(-tau, tau) - target).abs().mean() / tau
-                total = loss + tc.distance_weight * distance_loss
-                window_distance += distance_loss.detach()
-            if tc.iou_weight > 0:
-                iou_loss = soft_iou_loss(logits.float(), occ, batch["uniform"].to(device, non_blocking=True))
-                total = total + tc.iou_weight * iou_loss
-                window_iou += iou_loss.detach()
+                    logits, distance = self.ddp(left, right, points, cameras), None
+            terms = self._losses(batch, logits.float(), distance)
+            total = sum(weight * terms[name] for name, weight in weights.items())
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             self.optimizer.step()
             self.iteration += 1
-            window_loss += loss.detach()
+            for name, value in terms.items():
+                window[name] += value.detach()
             window_steps += 1
             it, last = self.iteration, self.iteration == tc.iterations
 
             if it % tc.log_every == 0 or last:
-                mean_loss = mean_over_ranks(self.ctx, float(window_loss) / window_steps)
-                mean_distance = mean_over_ranks(self.ctx, float(window_distance) / window_steps)
-                mean_iou_loss = mean_over_ranks(self.ctx, float(window_iou) / window_steps)
-                window_loss.zero_()
-                window_distance.zero_()
-                window_iou.zero_()
+                means = {name: mean_over_ranks(self.ctx, float(v) / window_steps) for name, v in window.items()}
+                for v in window.values():
+                    v.zero_()
                 window_steps = 0
+                mean_loss = means["loss"]  # the occupancy BCE: metrics.csv's loss, comparable across runs
                 if main:
                     seconds = self.train_seconds_now()
                     metrics.add(it, seconds, "train", mean_loss, None)
-                    writer.add_scalar("train/loss", mean_loss, it)  # the occupancy BCE (metrics.csv's loss)
-                    if tc.distance_weight > 0:
-                        writer.add_scalar("train/distance_loss", mean_distance, it)
-                    if tc.iou_weight > 0:
-                        writer.add_scalar("train/iou_loss", mean_iou_loss, it)
+                    for name, value in means.items():
+                        writer.add_scalar(f"train/{name}", value, it)
                     writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], it)
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
             if main:
