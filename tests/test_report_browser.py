@@ -227,6 +227,8 @@ def test_training_log_reads_validation_per_category_and_draws_it(tmp_path):
     assert log.val_category["mug"].tolist() == [0.20, 0.25]
     assert log.val_category["bottle"].tolist() == [0.60, 0.70]
     assert log.val_category["bowl"][0] == 0.10 and math.isnan(log.val_category["bowl"][1])
+    first = read_training_log(new, until=50)  # only the first 50 iterations
+    assert first.val_category["mug"].tolist() == [0.20] and len(first.train_loss) == 1
     old = tmp_path / "old.csv"  # a log from before the per-category columns
     _write_log(old, 0.3, 0.5)
     assert np.isnan(read_training_log(old).val_category["mug"]).all()

@@ -6,6 +6,7 @@
 Each argument is ``NAME=RUN`` (a training run folder, or its ``metrics.csv``). The same 2x2 figure as
 the experiment report: training loss and validation IoU against iterations and against seconds.
 With ``--per-category``: validation IoU of the mean and of each category against training minutes.
+With ``--until N``: only the first N iterations of every run (a long run beside a variant's first steps).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", metavar="NAME=RUN", help="a name and a run folder (or its metrics.csv)")
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
     parser.add_argument("--per-category", action="store_true", help="validation IoU per category against minutes")
+    parser.add_argument("--until", type=int, metavar="N", help="only the first N iterations of every run")
     args = parser.parse_args(argv)
     try:
         logs = {}
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
             if not sep or not name:
                 raise UserError(f"{item!r}: expected NAME=RUN, e.g. stereo=runs/quick/runs/stereo")
             csv = Path(path) / "metrics.csv" if Path(path).is_dir() else Path(path)
-            logs[name] = read_training_log(csv)
+            logs[name] = read_training_log(csv, until=args.until)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         draw = category_curves_png if args.per_category else training_curves_png
         write_atomic(args.out, draw(logs))

@@ -187,8 +187,11 @@ def _number(text: str | None) -> float:
     return float(text)
 
 
-def read_training_log(path: str | Path) -> TrainingLog:
-    """Parse ``metrics.csv`` (columns iteration, seconds, split, loss, iou; ``split`` is train or val)."""
+def read_training_log(path: str | Path, until: float | None = None) -> TrainingLog:
+    """Parse ``metrics.csv`` (columns iteration, seconds, split, loss, iou; ``split`` is train or val).
+
+    ``until``: only the rows up to that iteration (a long run beside the first steps of a variant).
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"training log not found: {path}")
@@ -202,6 +205,8 @@ def read_training_log(path: str | Path) -> TrainingLog:
         try:
             for row in reader:
                 it, sec = _number(row["iteration"]), _number(row["seconds"])
+                if until is not None and it > until:
+                    continue
                 if row["split"] == "train":
                     train.append((it, sec, _number(row["loss"])))
                 elif row["split"] == "val":
