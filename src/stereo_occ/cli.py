@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="build a stereo occupancy dataset (shapes, renders, labelled points)",
         description="Build a dataset folder: meshes from the configured source are made watertight and "
         "normalised, labelled occupancy points are sampled, and stereo pairs are rendered at random "
-        "rotations. Interrupted builds resume: finished objects are skipped.",
+        "rotations. Interrupted builds resume: finished objects are skipped. A dataset of an older format "
+        "(1, without signed distances) is upgraded in place by running the same command again.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train an occupancy model on a dataset",
         description="Train one model (the study's mono or stereo, or the camera-aware rig-stereo or rig-mono) "
-        "with BCE on sampled points; keeps model_best.pt (by validation IoU, at the decision threshold "
+        "with BCE on sampled points (plus, if asked, a soft-IoU loss, train.iou_weight, and a signed-distance "
+        "head, train.distance_weight); keeps model_best.pt (by validation IoU, at the decision threshold "
         "chosen on validation) and model_last.pt in --out. Runs under torchrun for DDP.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
