@@ -300,11 +300,11 @@ def soft_iou_loss(logits: Tensor, occupied: Tensor, uniform: Tensor, false_posit
     """
     p = torch.sigmoid(logits) * uniform
     y = occupied * uniform
-    true_pos = (p * y).sum(1)
-    false_pos = (p * (1 - y)).sum(1)
-    false_neg = ((1 - p) * y).sum(1)
-    index = (true_pos + 1e-6) / (true_pos + false_positive_weight * false_pos + false_neg + 1e-6)
-    return (1.0 - index).mean()
+    intersection = (p * y).sum(1)
+    union = (p + y - p * y).sum(1)  # TP + FP + FN
+    if false_positive_weight != 1.0:
+        union = union + (false_positive_weight - 1.0) * (p * (1 - y)).sum(1)
+    return (1.0 - (intersection + 1e-6) / (union + 1e-6)).mean()
 
 
 def learning_rate(tc: TrainConfig, iteration: int) -> float:
