@@ -184,3 +184,26 @@ def test_folded_eval_decoder_equals_the_batch_norm_path():
     reference = decoder(points, code)
     assert torch.allclose(folded, reference, atol=1e-4, rtol=1e-4)
     assert reference.std() > 0.01  # the comparison is not between two constants
+
+
+def test_only_a_model_with_a_distance_head_gives_distances(model: OccupancyNetwork) -> None:
+    left, right = pair(1, 64)
+    points = torch.rand(1, 20, 3) - 0.5
+    with pytest.raises(UserError, match="distance"):  # the study's models have no head
+        model.decode(points, model.encode(left, right), with_distance=True)
+    from stereo_occ.data.rig import StereoRig
+    from stereo_occ.models.cameras import Cameras
+
+    rig_cfg = RigConfig(image_size=64)
+    cameras = Cameras.from_rig(StereoRig.from_config(rig_cfg))
+    for head in (False, True):
+        net = build_model(ModelConfig(name="rig-stereo", hidden_dim=32, n_blocks=1, distance_head=head), rig_cfg)
+        assert net.predicts_distance == head
+        cond = net.encode(left, right, cameras)
+        if head:
+            logits, distance = net.decode(points, cond, with_distance=True)
+            assert logits.shape == distance.shape == (1, 20)
+            assert torch.equal(logits, net.decode(points, cond))  # the head does not change the occupancy
+        else:
+            with pytest.raises(UserError, match="distance"):
+                net.decode(points, cond, with_distance=True)

@@ -294,9 +294,7 @@ class PointDecoder(nn.Module):
         logits = self.fc_out(h).squeeze(-1)
         if not with_distance:
             return logits
-        if self.fc_distance is None:
-            raise UserError("this model has no distance head (model.distance_head=true builds one)")
-        return logits, self.fc_distance(h).squeeze(-1)
+        return logits, self.fc_distance(h).squeeze(-1)  # OccupancyNetwork.decode checks predicts_distance
 
 
 def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork:
