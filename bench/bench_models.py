@@ -11,7 +11,9 @@ Prints, measured in this one run:
     share of the step in encoding, decoding, backward and Adam);
   * with --channels-last, each model's step with contiguous (NCHW) and with channels-last (NHWC) 2D
     feature maps, timed in turn, and the ratio of the two (the camera-aware models use channels-last,
-    the study's models contiguous).
+    the study's models contiguous);
+  * with --bf16, each model's step in fp32 and under bf16 autocast, timed in turn, and the ratio of the
+    two (``train.precision=auto`` trains in bf16 on CPUs with AVX512-BF16 or AMX).
 
 Every registered model works: the camera-aware ones (rig-stereo, rig-mono) get the cameras of the
 config's rig. Model sizes are ``ModelConfig`` defaults, or with ``--config`` that config's model
@@ -19,7 +21,7 @@ section and the model's ``experiment.overrides`` (what the experiment trains). T
 with other work: ratios within one run are what to read.
 
     python bench/bench_models.py [--models mono stereo rig-stereo rig-mono] [--config configs/quick.yaml]
-        [--batch N] [--points N] [--size N] (defaults: each model's in the config, else 16, 2048, 128) [--steps 2] [--profile] [--channels-last] [--fused-adam]
+        [--batch N] [--points N] [--size N] (defaults: each model's in the config, else 16, 2048, 128) [--steps 2] [--profile] [--channels-last | --bf16] [--fused-adam]
 
 The rig-stereo step as the quick config trains it, against mono (its profile is docs/training.md's):
 
@@ -116,6 +118,20 @@ def train_step(model, optimizer, batch, channels_last: bool) -> None:
         optimizer.step()
 
 
+def time_in_turn(steps: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each step function, run in turn step after step (after one warm-up of each),
+    so that a change in the machine's load hits every variant alike."""
+    for step in steps.values():
+        step()
+    times: dict[str, list[float]] = {label: [] for label in steps}
+    for _ in range(repeats):
+        for label, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) for label, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=None, help="samples per step (default: each model's train.batch_size in the config, with its overrides; else 16)")
@@ -124,7 +140,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per model (after one warm-up)")
     parser.add_argument("--models", nargs="+", default=["mono", "stereo"], choices=sorted(MODELS))
     parser.add_argument("--config", default=None, help="model sizes from this config (and its per-model overrides)")
-    parser.add_argument("--channels-last", action="store_true", help="time each model's step with contiguous and with channels_last 2D maps, in turn, and print the ratio")
+    compare = parser.add_mutually_exclusive_group()
+    compare.add_argument("--channels-last", action="store_true", help="time each model's step with contiguous and with channels_last 2D maps, in turn, and print the ratio")
+    compare.add_argument("--bf16", action="store_true", help="time each model's step in fp32 and under bf16 autocast, in turn, and print the ratio (train.precision=auto picks bf16 on CPUs that compute it natively)")
     parser.add_argument("--fused-adam", action="store_true", help="use Adam(fused=True)")
     parser.add_argument("--profile", action="store_true", help="profile one training step per model")
     args = parser.parse_args()
@@ -176,23 +194,25 @@ def main() -> None:
             f"{dec_flops / 1e9:.2f} = {(enc_flops + dec_flops) / 1e9:.2f}; training step "
             f"{step_flops / batch_size / 1e9:.2f} GFLOP per sample"
         )
-        if args.channels_last:
-            # the two layouts in turn, step after step, so a change in machine load hits both alike
-            times, default = {False: [], True: []}, default_layout(model)
-            for layout in (False, True):  # a warm-up step in each
-                set_layout(model, layout)
-                train_step(model, optimizer, batch, layout)
-            for _ in range(args.steps):
-                for layout in (False, True):
-                    set_layout(model, layout)
-                    start = time.perf_counter()
-                    train_step(model, optimizer, batch, layout)
-                    times[layout].append(time.perf_counter() - start)
+        if args.channels_last or args.bf16:
+            default = default_layout(model)
+
+            def variant(channels_last: bool, bf16: bool):
+                def step() -> None:
+                    set_layout(model, channels_last)
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        train_step(model, optimizer, batch, channels_last)
+                return step
+
+            if args.channels_last:  # fp32, the two layouts
+                a, b = ("contiguous", variant(False, False)), ("channels_last", variant(True, False))
+            else:  # each model's own layout, fp32 against bf16 autocast (what train.precision chooses)
+                a, b = ("fp32", variant(default, False)), ("bf16", variant(default, True))
+            times = time_in_turn(dict([a, b]), args.steps)
             set_layout(model, default)
-            for layout in (False, True):
-                report(f"{name} {'channels_last' if layout else 'contiguous'}", statistics.median(times[layout]))
-            print(f"[{name}] channels_last step time / contiguous: "
-                  f"{statistics.median(times[True]) / statistics.median(times[False]):.2f}")
+            for label, seconds in times.items():
+                report(f"{name} {label}", seconds)
+            print(f"[{name}] {b[0]} step time / {a[0]}: {times[b[0]] / times[a[0]]:.2f}")
         else:
             train_step(model, optimizer, batch, False)  # warm-up
             start = time.perf_counter()

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from stereo_occ.errors import UserError
-from stereo_occ.training.distributed import autocast_dtype, init_distributed, local_batch_size
+from stereo_occ.training.distributed import autocast_dtype, cpu_computes_bf16, init_distributed, local_batch_size
 from stereo_occ.training.sampler import EpochKeyed, EpochStream, ResumableDistributedSampler
 
 
@@ -85,7 +85,9 @@ def test_global_batch_is_split_across_ranks():
 
 def test_precision_choice_on_this_machine():
     cpu = torch.device("cpu")
-    assert autocast_dtype("auto", cpu) is None  # fp32 on CPU unless bf16 is asked for
+    assert autocast_dtype("auto", cpu) is None  # the study's models: fp32 on the CPU unless bf16 is asked for
+    # a model that trains as well in bf16: only where this CPU multiplies it natively (else it is emulated, slower)
+    assert autocast_dtype("auto", cpu, bf16_on_cpu=True) is (torch.bfloat16 if cpu_computes_bf16() else None)
     assert autocast_dtype("fp32", cpu) is None
     assert autocast_dtype("bf16", cpu) is torch.bfloat16
     ctx = init_distributed()

@@ -158,7 +158,7 @@ class TrainConfig:
     checkpoint_every: int = 1_000
     log_every: int = 50
     val_objects: int = 0  # 0 = the whole val split
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 on CUDA; on AVX512-BF16/AMX CPUs for the camera-aware models; else fp32) | fp32 | bf16
     seed: int = 0
     val_points: int = 10_000  # uniform points per val object for the validation IoU (fixed draw)
     val_views: int = 1  # views of each val object (its first N): more views, a steadier choice of best checkpoint and threshold

@@ -41,6 +41,13 @@ class OccupancyNetwork(nn.Module):
         return self.encoder(left, right, cameras)
 
     @property
+    def trains_well_in_bf16(self) -> bool:
+        """Whether the encoder declares it trains as well under bf16 autocast as in fp32 (measured per
+        model: docs/training.md, "Precision"); ``train.precision=auto`` then uses bf16 on CPUs that
+        compute it natively."""
+        return bool(getattr(self.encoder, "trains_well_in_bf16", False))
+
+    @property
     def predicts_distance(self) -> bool:
         """Whether the decoder also gives each point's signed distance (``with_distance=True``)."""
         return bool(getattr(self.decoder, "predicts_distance", False))

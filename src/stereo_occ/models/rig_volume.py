@@ -168,6 +168,8 @@ class RigVolumeEncoder(nn.Module):
     """``left, right, cameras`` -> :class:`RigConditioning` (``views=1``: the left view only)."""
 
     uses_cameras = True  # reconstruction projects with a user's calibration instead of the training rig
+    # bf16 autocast: the same validation IoU as fp32 over 300 quick steps, 1.4x faster (docs/training.md, "Precision")
+    trains_well_in_bf16 = True
 
     def __init__(
         self,

@@ -337,7 +337,6 @@ class _Run:
                 raise UserError(f"train.{name} must be at least 1 (got {getattr(self.tc, name)})")
         self._check_losses()
         self.local_batch = local_batch_size(self.tc.batch_size, ctx.world_size)
-        self.amp_dtype = autocast_dtype(self.tc.precision, ctx.device)
 
     def _check_losses(self) -> None:
         """Loss weights in range; a distance loss needs a model with the head and a dataset whose
@@ -379,6 +378,7 @@ class _Run:
         if resume_state is None and self.cfg.model.pretrained:
             load_pretrained(self.model, self.cfg.model.pretrained)
         self.model.to(self.ctx.device)
+        self.amp_dtype = autocast_dtype(self.tc.precision, self.ctx.device, self.model.trains_well_in_bf16)
         # fused: one kernel for all parameters, 1.1-9x faster steps on this CPU (docs/models.md)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tc.lr, fused=True)
         self.iteration, self.train_seconds = 0, 0.0
@@ -554,6 +554,7 @@ class _Run:
                 "threshold": self.best_threshold,
                 "world_size": self.ctx.world_size,
                 "device": str(self.ctx.device),
+                "precision": "bf16" if self.amp_dtype == torch.bfloat16 else "fp32",  # what train.precision chose here
                 # what the run was trained with, so an experiment can tell a stale run from its own
                 "config": {key: to_dict(getattr(self.cfg, key)) for key in ("model", "train", "data")},
             },
