@@ -87,7 +87,7 @@ def step_times(cfg: Config, root: Path, batch: dict, steps: int) -> tuple[list[f
     torch.manual_seed(0)
     model = build_model(cfg.model, cfg.dataset.rig).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, fused=True)
-    amp = autocast_dtype(cfg.train.precision, device)
+    amp = autocast_dtype(cfg.train.precision, device, model.trains_well_in_bf16)  # what the trainer picks
     left, right = batch["left"].to(device), batch["right"].to(device)
     points, occ = batch["points"].to(device), batch["occupancies"].to(device)
     cameras = Cameras.from_batch(batch).to(device)

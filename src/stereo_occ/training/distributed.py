@@ -119,10 +119,10 @@ def cpu_computes_bf16() -> bool:
 def autocast_dtype(precision: str, device: torch.device, bf16_on_cpu: bool = False) -> torch.dtype | None:
     """The autocast dtype for ``train.precision``.
 
-    ``auto`` is bf16 on CUDA GPUs that support it. On the CPU it is bf16 only for a model that trains
-    as well in bf16 (``bf16_on_cpu``: the camera-aware models, the same validation IoU as in fp32 at
-    1.4x the speed) on a CPU that computes bf16 natively; fp32 otherwise (the study's models reach a
-    lower IoU in bf16 on the CPU: docs/training.md, "Precision").
+    ``auto`` is bf16 on CUDA GPUs that support it. On the CPU it is bf16 only for a model measured to
+    train as well in bf16 (``bf16_on_cpu``: the camera-aware models, the same validation IoU as in
+    fp32 at 1.4x the speed) on a CPU that computes bf16 natively; fp32 otherwise (the study's
+    baselines keep fp32: docs/training.md, "Precision").
     """
     if precision == "fp32":
         return None
