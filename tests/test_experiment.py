@@ -108,6 +108,7 @@ def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
             assert all(isinstance(v, float) and math.isfinite(v) for v in entry[metric].values()), entry[metric]
         assert 0.0 <= entry["iou"]["mean"] <= 1.0 and entry["chamfer_l1"]["mean"] > 0
         assert entry["iterations"] == 4 and entry["train_seconds"] > 0
+        assert entry["train_precision"] == "fp32"  # the study's models: fp32 on the CPU (docs/training.md, "Precision")
         # one test object per category: no interval can be drawn from a single object
         for metric in METRICS:
             assert set(entry[f"{metric}_ci"]) == {*CATEGORIES, "mean"} and entry[f"{metric}_ci"]["mean"] is None

@@ -127,6 +127,15 @@ def test_the_report_says_when_models_trained_different_budgets(tmp_path):
     results_table = _text(_section(render_report(ReportInputs(results=results), tmp_path), "Results"))
     assert "different numbers of iterations (mono 100, stereo 200" in results_table
     assert "0.45" in results_table  # each model's own threshold
+    assert "(bf16)" not in results_table  # fp32, and runs from before the field, say nothing
+
+
+def test_the_report_says_which_models_trained_in_bf16(tmp_path):
+    results = _results()
+    results["models"]["stereo"]["train_precision"] = "bf16"
+    results["models"]["mono"]["train_precision"] = "fp32"
+    results_table = _text(_section(render_report(ReportInputs(results=results), tmp_path), "Results"))
+    assert "2 min 00 s (bf16)" in results_table and results_table.count("(bf16)") == 1
 
 
 def test_differences_are_shown_with_their_significance_in_words(tmp_path):

@@ -376,6 +376,7 @@ def model_results(name: str, run: Path, metrics: dict) -> dict:
             "best_val_iou": summary.get("best_val_iou"),
             "best_iteration": summary.get("best_iteration"),
             "train_device": summary.get("device"),
+            "train_precision": summary.get("precision"),  # bf16 or fp32, what train.precision chose there
             "test_objects": metrics.get("n_objects"),
             "test_views_per_object": metrics.get("views_per_object"),
             "threshold": metrics.get("threshold", (metrics.get("eval") or {}).get("threshold")),

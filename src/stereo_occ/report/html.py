@@ -128,6 +128,11 @@ def _duration(seconds: Any) -> str:
     return f"{h} h {rem // 60:02d} min" if h else f"{rem // 60} min {rem % 60:02d} s"
 
 
+def _precision(precision: Any) -> str:
+    """`` (bf16)`` after a training time where the run trained in bf16 (fp32, and older runs, say nothing)."""
+    return f" ({_e(precision)})" if precision and precision != "fp32" else ""
+
+
 def _img(data: bytes, alt: str, cls: str = "") -> str:
     b64 = base64.b64encode(data).decode("ascii")
     return f'<img class="{cls}" alt="{_e(alt)}" src="data:image/png;base64,{b64}">'
@@ -213,7 +218,7 @@ def _results_table(results: Mapping[str, Any]) -> str:
             f"<td>{_test_set(m.get('test_objects'), m.get('test_views_per_object'))}</td>"
             f"<td>{_fmt(m.get('threshold'), 2)}</td>"
             f"<td>{_e(m.get('iterations', '–'))}</td>"
-            f"<td>{_duration(m.get('train_seconds'))}</td></tr>"
+            f"<td>{_duration(m.get('train_seconds'))}{_precision(m.get('train_precision'))}</td></tr>"
         )
     for name, iou in STUDY_IOU.items():
         blanks = "<td>&ndash;</td>" * len(CATEGORIES)
