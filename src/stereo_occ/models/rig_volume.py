@@ -168,7 +168,8 @@ class RigVolumeEncoder(nn.Module):
     """``left, right, cameras`` -> :class:`RigConditioning` (``views=1``: the left view only)."""
 
     uses_cameras = True  # reconstruction projects with a user's calibration instead of the training rig
-    # bf16 autocast: the same validation IoU as fp32 over 300 quick steps, 1.4x faster (docs/training.md, "Precision")
+    # bf16 autocast (3D convolutions excepted): the same validation IoU as fp32 over 300 quick steps,
+    # 1.4x faster (docs/training.md, "Precision")
     trains_well_in_bf16 = True
 
     def __init__(
@@ -218,7 +219,11 @@ class RigVolumeEncoder(nn.Module):
         per_voxel = point_features(centers, narrow[:b], narrow[b:] if right_map is not None else None, cameras)
         g = self.resolution
         volume = per_voxel.transpose(1, 2).reshape(b, -1, g, g, g)
-        volume = self.unet(self.lift(volume))
+        # The 3D convolutions stay in fp32 under bf16 autocast: oneDNN's bf16 Conv3d weight gradient
+        # is not bit-reproducible on the CPU for some volume sizes (8^3 with 8 channels: two runs of
+        # the same steps differ), which would break exact resume. They are a small share of the step.
+        with torch.autocast(volume.device.type, enabled=False):
+            volume = self.unet(self.lift(volume.float()))
         return RigConditioning(left_map, right_map, volume, cameras, left_fine, right_fine)
 
 
