@@ -160,7 +160,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_dataset, tmp_path,
     (killed / "summary.json").unlink()  # killed after the final checkpoint, before the run's last writes
     again = train(small_config(*common, "train.iterations=7"), tiny_dataset, killed, resume=True)
     assert "already finished" in capsys.readouterr().out and again.iterations == 7
-    assert json.loads((killed / "summary.json").read_text())["iterations"] == 7  # finished on resume
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["iterations"] == 7 and summary["precision"] == "fp32"  # finished on resume, from the checkpoint
     with pytest.raises(UserError, match="--resume"):
         train(small_config(*common, "train.iterations=7"), tiny_dataset, killed)
     with pytest.raises(UserError, match="model config differs in model.name"):

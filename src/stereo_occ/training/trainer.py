@@ -379,6 +379,7 @@ class _Run:
             load_pretrained(self.model, self.cfg.model.pretrained)
         self.model.to(self.ctx.device)
         self.amp_dtype = autocast_dtype(self.tc.precision, self.ctx.device, self.model.trains_well_in_bf16)
+        self.precision: str | None = "bf16" if self.amp_dtype == torch.bfloat16 else "fp32"  # what auto chose here
         # fused: one kernel for all parameters, 1.1-9x faster steps on this CPU (docs/models.md)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tc.lr, fused=True)
         self.iteration, self.train_seconds = 0, 0.0
@@ -422,6 +423,7 @@ class _Run:
             "threshold": self.threshold,
             "best_threshold": self.best_threshold,
             "rng": capture_rng_state(),
+            "precision": self.precision,
         }
         if with_optimizer:
             state["optimizer"] = self.optimizer.state_dict()
@@ -492,6 +494,7 @@ class _Run:
                 self.train_seconds = float(state.get("train_seconds", 0.0))
                 self.best_val_iou, self.best_iteration = state.get("best_val_iou"), state.get("best_iteration")
                 self.best_threshold = state.get("best_threshold")
+                self.precision = state.get("precision")
                 if main and not (self.out / "summary.json").is_file():
                     # Killed after the final checkpoint but before the run's last writes: finish them.
                     if not (self.out / BEST).is_file():
@@ -554,7 +557,7 @@ class _Run:
                 "threshold": self.best_threshold,
                 "world_size": self.ctx.world_size,
                 "device": str(self.ctx.device),
-                "precision": "bf16" if self.amp_dtype == torch.bfloat16 else "fp32",  # what train.precision chose here
+                "precision": self.precision,  # bf16 or fp32: what train.precision chose (None: a run from before the field)
                 # what the run was trained with, so an experiment can tell a stale run from its own
                 "config": {key: to_dict(getattr(self.cfg, key)) for key in ("model", "train", "data")},
             },
