@@ -169,7 +169,7 @@ class RigVolumeEncoder(nn.Module):
 
     uses_cameras = True  # reconstruction projects with a user's calibration instead of the training rig
     # bf16 autocast (3D convolutions excepted): the same validation IoU as fp32 over 300 quick steps,
-    # 1.4x faster (docs/training.md, "Precision")
+    # 1.3-1.4x faster (docs/training.md, "Precision")
     trains_well_in_bf16 = True
 
     def __init__(

@@ -121,7 +121,7 @@ def autocast_dtype(precision: str, device: torch.device, bf16_on_cpu: bool = Fal
 
     ``auto`` is bf16 on CUDA GPUs that support it. On the CPU it is bf16 only for a model measured to
     train as well in bf16 (``bf16_on_cpu``: the camera-aware models, the same validation IoU as in
-    fp32 at 1.4x the speed) on a CPU that computes bf16 natively; fp32 otherwise (the study's
+    fp32 at 1.3-1.4x the speed) on a CPU that computes bf16 natively; fp32 otherwise (the study's
     baselines keep fp32: docs/training.md, "Precision").
     """
     if precision == "fp32":
