@@ -331,13 +331,15 @@ def test_each_model_overfits_a_few_objects(tiny_dataset, tmp_path, name):
         ],
     )
     train(cfg, tiny_dataset, tmp_path / name)
-    model, model_cfg = load_model(tmp_path / name / "model_last.pt")
+    model, _ = load_model(tmp_path / name / "model_last.pt")
     from stereo_occ.data.dataset import StereoOccupancyDataset
 
     seen = StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=4000, views=1, uniform_only=True)
     seen = torch.utils.data.Subset(seen, range(2))
-    (iou,) = evaluate_points(model, seen, thresholds=(model_cfg.eval.threshold,)).mean()
-    assert iou > 0.8, f"{name} reached training IoU {iou:.3f} on the 2 objects it trained on"
+    # At the best threshold for these two objects: the threshold stored with the weights was chosen on
+    # a val object the model never saw, and fitting is what this test asks about.
+    ious = evaluate_points(model, seen, thresholds=THRESHOLDS).mean()
+    assert max(ious) > 0.8, f"{name} reached training IoU {max(ious):.3f} on the 2 objects it trained on"
 
 
 def test_learning_rate_warms_up_then_decays_along_a_cosine():
