@@ -20,8 +20,9 @@ EPILOG = """Configs: --config FILE (YAML; see configs/quick.yaml and configs/pap
 of key=value overrides, e.g.  train.iterations=2000 dataset.rig.image_size=64"""
 
 
-def _add_config(p: argparse.ArgumentParser, out_help: str) -> None:
-    p.add_argument("--config", type=Path, help="YAML config file (default: the study's settings)")
+def _add_config(p: argparse.ArgumentParser, out_help: str,
+                config_help: str = "YAML config file (default: the study's settings)") -> None:
+    p.add_argument("--config", type=Path, help=config_help)
     p.add_argument("--out", type=Path, required=True, help=out_help)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
@@ -104,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_config(p, "folder for metrics and meshes")
+    _add_config(p, "folder for metrics and meshes",
+                "YAML config file applied on top of the checkpoint's eval section (default: that section as trained)")
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--dataset", type=Path, required=True)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the model loaded once). Meshes are simplified to at most reconstruct.max_faces faces (20,000 by "
         "default), staying closed. Prints each mesh written and the time taken.",
         epilog="--pairs SRC: a folder of <name>_left.<ext> and <name>_right.<ext> images (png, jpg, jpeg, "
-        "bmp, tif), or a text file with one 'LEFT RIGHT' pair of paths per line (relative to the text "
+        "bmp, tif, tiff), or a text file with one 'LEFT RIGHT' pair of paths per line (relative to the text "
         "file; # comments). A pair that fails is reported and the others still run; the exit code is 1 "
         "if any failed. See docs/reconstruct.md.",
     )

@@ -2,7 +2,9 @@
 
 Every section is a dataclass, so a typo in a YAML key or an override is an error that names the key,
 and code reads ``cfg.train.lr`` rather than ``cfg["train"]["lr"]``. The defaults are the study's
-settings (``configs/paper.yaml`` spells them out); ``configs/quick.yaml`` shrinks them for 2 CPU cores.
+settings (``configs/paper.yaml`` spells them out), except the decision threshold (chosen on validation
+unless fixed) and the loader processes (2; the paper config has 8 for a GPU machine);
+``configs/quick.yaml`` shrinks them for 2 CPU cores.
 
 Load with :func:`load_config`, turn back into plain data (for ``meta.json`` and checkpoints) with
 :func:`to_dict`, and rebuild from that plain data with :func:`from_dict`.
