@@ -28,10 +28,9 @@ def main() -> None:
     diff = paired_difference(new["per_object"], old["per_object"], "iou")
     lo, hi = diff["ci"]
     print(f"new - baseline: {diff['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]" + ("" if diff["significant"] else " (n.s.)"))
-    for category in CATEGORIES:
-        rows = lambda m: [r for r in m["per_object"] if r["category"] == category]  # noqa: E731
-        d = paired_difference(rows(new), rows(old), "iou")
-        print(f"  {category:6s} {d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]")
+    for category, d in diff["categories"].items():
+        if d is not None:
+            print(f"  {category:6s} {d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]")
 
 
 if __name__ == "__main__":
