@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--views", type=int, help="stereo pairs per object (default: dataset.render.views_per_object)")
     p.add_argument("--shard", help="build only shard K of N (0-based), e.g. 3/8 for a cluster job array")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        help="build only this split's objects (e.g. test, to evaluate a checkpoint trained elsewhere); "
+        "a later build without --split completes the dataset",
+    )
 
     p = verbs.add_parser(
         "preview",
@@ -180,7 +186,7 @@ def run(args: argparse.Namespace) -> None:
             cfg = folder_test_config(cfg, args.meshes, args.views)
         elif args.views is not None:
             cfg = load_config(args.config, [*args.overrides, f"dataset.render.views_per_object={args.views}"])
-        summary = build_dataset(cfg, args.out, workers=args.workers, shard=_parse_shard(args.shard))
+        summary = build_dataset(cfg, args.out, workers=args.workers, shard=_parse_shard(args.shard), split=args.split)
         if summary.failed:
             sys.exit(1)
     elif args.verb == "preview":

@@ -95,8 +95,10 @@ def _list_sources(cfg: DatasetConfig) -> list:
     return list_shapes(cfg.shapes)
 
 
-def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> None:
-    """Write meta.json and the split files, or refuse if ``out`` holds a dataset of another config."""
+def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> dict[str, list[str]]:
+    """Write meta.json and the split files, or refuse if ``out`` holds a dataset of another config.
+
+    Returns the object ids of each split."""
     config = to_dict(cfg)
     meta_path = out / "meta.json"
     if meta_path.exists():
@@ -124,6 +126,7 @@ def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> None:
     for split in SPLITS:
         write_atomic(out / "splits" / f"{split}.txt", "".join(f"{i}\n" for i in splits[split]))
     write_atomic(meta_path, json.dumps(meta, indent=1))
+    return splits
 
 
 def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer) -> None:
@@ -206,12 +209,14 @@ def _safe_build(source) -> tuple[str, str, str | None]:
 
 
 def build_dataset(
-    cfg: Config, out: Path, workers: int = 1, shard: tuple[int, int] | None = None
+    cfg: Config, out: Path, workers: int = 1, shard: tuple[int, int] | None = None, split: str | None = None
 ) -> BuildSummary:
     """Build (or resume) the dataset ``cfg.dataset`` describes into ``out``; see the module docstring.
 
     ``shard=(k, n)`` builds only every n-th object starting at k of the sorted object list (for job
-    arrays writing into one folder); meta.json and splits always describe the whole dataset.
+    arrays writing into one folder); ``split`` builds only the objects of that split (to evaluate a
+    checkpoint trained elsewhere, the test split is enough). meta.json and splits always describe
+    the whole dataset, and a later build without them completes it.
     """
     dcfg = cfg.dataset
     out = Path(out)
@@ -226,9 +231,14 @@ def build_dataset(
     if not sources:
         raise UserError("no shapes to build: check dataset.shapes (counts, categories, root)")
     out.mkdir(parents=True, exist_ok=True)
-    _write_meta(dcfg, out, {s.object_id: s.category for s in sources})
+    splits = _write_meta(dcfg, out, {s.object_id: s.category for s in sources})
 
     mine = sources if shard is None else sources[shard[0] :: shard[1]]
+    if split is not None:
+        if split not in SPLITS:
+            raise UserError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
+        wanted = set(splits[split])
+        mine = [s for s in mine if s.object_id in wanted]
     summary = BuildSummary()
     todo = []
     for source in mine:

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# rig-stereo at GPU scale (configs/gpu.yaml) inside one time budget, on one CUDA GPU:
+#   bash bench/gpu_scale.sh OUT_DIR [BUDGET_SECONDS=540] [EXTRA key=value overrides...]
+#
+# 1. starts building the dataset (all CPU cores but two) in the background;
+# 2. meanwhile checks the CUDA path on a 6-object dataset: torchrun DDP (NCCL) in bf16 for 20 steps,
+#    then --resume to 40 (stops at once if anything fails, so a broken run costs little GPU time);
+# 3. once the dataset is whole, times 40 real training steps (loader included) and sets
+#    train.iterations so that training ends inside the budget (what remains, less 60 s for the
+#    validation and the copies);
+# 4. trains under torchrun, writing metrics.csv, summary.json and model_best.pt to OUT_DIR.
+# Evaluate the checkpoint anywhere afterwards: `stereo-occ dataset --config configs/gpu.yaml --out
+# data/gpu --split test` builds only the test objects (docs/training.md, "GPU scale").
+#
+# On the lent machines of this workplace the packages the image lacks travel as wheels in .whl/ and
+# the GL loader libraries as .deb files in .gl/ (docs/training.md says how to fetch both); elsewhere,
+# an installed stereo-occ is used as it is.
+set -uo pipefail
+OUT_DIR=$(realpath -m "${1:?usage: bash bench/gpu_scale.sh OUT_DIR [BUDGET_SECONDS] [overrides...]}")
+BUDGET=${2:-540}
+shift $(( $# >= 2 ? 2 : 1 ))
+EXTRA=("$@")
+T0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - T0 )); }
+mkdir -p "$OUT_DIR"
+LOG="$OUT_DIR/gpu_scale.log"
+exec > >(tee -a "$LOG") 2>&1
+export PYTHONUNBUFFERED=1 PYOPENGL_PLATFORM=egl
+
+if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
+nvidia_egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+[ -f "$nvidia_egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$nvidia_egl
+if [ -d .whl ] && ! python3 -c "import stereo_occ.cli, trimesh, pyrender, omegaconf, igl, manifold3d" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD/src
+fi
+PY=python3
+quiet() {  # run a command, show its last lines without progress bars, keep its exit status
+  local tmp; tmp=$(mktemp); "$@" > "$tmp" 2>&1; local rc=$?
+  tr '\r' '\n' < "$tmp" | grep -v "[0-9]<[0-9?]\|^ *$" | tail -${TAIL:-8}; rm -f "$tmp"; return $rc
+}
+CLI=($PY -m stereo_occ.cli)
+TRAIN=($PY -m torch.distributed.run --standalone --nproc_per_node 1 -m stereo_occ.cli train)
+DATA=${GPU_SCALE_DATA:-/tmp/gpu-scale-data}
+CPUS=$(nproc)
+echo "[$(elapsed) s] $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null) | $CPUS CPUs"
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
+
+# 1. the dataset, in the background
+( start=$(date +%s)
+  "${CLI[@]}" dataset --config configs/gpu.yaml --out "$DATA" --workers $(( CPUS > 4 ? CPUS - 2 : 2 )) "${EXTRA[@]}" > "$OUT_DIR/dataset.log" 2>&1
+  rc=$?; echo "dataset rc=$rc seconds=$(( $(date +%s) - start ))" >> "$OUT_DIR/dataset.log"; exit $rc ) &
+DATASET_PID=$!
+
+# 2. the CUDA path: DDP under torchrun, bf16, a checkpoint and an exact resume
+SMOKE=/tmp/gpu-scale-smoke
+rm -rf "$SMOKE"
+fail() {
+  echo "[$(elapsed) s] FAILED: $1"; kill "$DATASET_PID" 2>/dev/null
+  ls /usr/local/nvidia/share/glvnd/egl_vendor.d/ 2>&1; ldconfig -p | grep -i "libEGL" | head -3; exit 1
+}
+quiet "${CLI[@]}" dataset --config configs/gpu.yaml --out "$SMOKE/data" --workers 2 "${EXTRA[@]}" \
+  dataset.shapes.mug=2 dataset.shapes.bowl=2 dataset.shapes.bottle=2 dataset.render.views_per_object=4 \
+  dataset.splits.train=0.5 dataset.splits.val=0.5 dataset.splits.test=0.0 || fail "small dataset"
+SMOKE_ARGS=(--config configs/gpu.yaml --dataset "$SMOKE/data" --out "$SMOKE/run" "${EXTRA[@]}"
+  train.val_every=20 train.checkpoint_every=20 train.log_every=10 data.num_workers=2)
+quiet "${TRAIN[@]}" "${SMOKE_ARGS[@]}" train.iterations=20 || fail "CUDA training"
+quiet "${TRAIN[@]}" "${SMOKE_ARGS[@]}" train.iterations=40 --resume || fail "CUDA resume"
+$PY - "$SMOKE/run" <<'EOF' || fail "smoke summary"
+import json, sys
+s = json.load(open(f"{sys.argv[1]}/summary.json"))
+import torch
+assert s["iterations"] == 40, s
+assert not torch.cuda.is_available() or (s["device"].startswith("cuda") and s["precision"] == "bf16"), s
+print(f"CUDA smoke passed: {s['iterations']} iterations on {s['device']} in {s['precision']}, world size {s['world_size']}")
+EOF
+quiet "${CLI[@]}" dataset --config configs/quick.yaml --out "$SMOKE/data64" --workers 2 \
+  dataset.shapes.mug=2 dataset.shapes.bowl=2 dataset.shapes.bottle=2 dataset.render.views_per_object=4 \
+  dataset.splits.train=1.0 dataset.splits.val=0.0 dataset.splits.test=0.0 || fail "64 px dataset"
+echo "[$(elapsed) s] smoke done; waiting for the dataset"
+wait "$DATASET_PID" || fail "dataset (see dataset.log)"
+tail -2 "$OUT_DIR/dataset.log"
+echo "[$(elapsed) s] dataset built"
+
+# the step of every model on this device, at the quick config (64 px) and at this one (128 px)
+TAIL=8 quiet $PY bench/bench_step.py --dataset "$SMOKE/data64" --config configs/quick.yaml --json "$OUT_DIR/step_quick.json"
+TAIL=5 quiet $PY bench/bench_step.py --dataset "$SMOKE/data" --config configs/gpu.yaml --models mono,rig-stereo \
+  --json "$OUT_DIR/step_gpu.json" "${EXTRA[@]}"
+echo "[$(elapsed) s] step times measured"
+
+# 3. the step time of the run on the real dataset, loader included
+PROBE=/tmp/gpu-scale-probe
+rm -rf "$PROBE"
+quiet "${TRAIN[@]}" --config configs/gpu.yaml --dataset "$DATA" --out "$PROBE" "${EXTRA[@]}" \
+  train.iterations=40 train.log_every=10 train.val_every=1000 train.checkpoint_every=1000 || fail "probe"
+STEP=$($PY -c "
+import csv, sys
+rows = [r for r in csv.DictReader(open('$PROBE/metrics.csv')) if r['split'] == 'train']
+t = {int(r['iteration']): float(r['seconds']) for r in rows}
+print((t[40] - t[10]) / 30)")
+ITERS=$($PY -c "print(max(100, int(($BUDGET - $(elapsed) - 60) / $STEP) // 50 * 50))")
+VAL_EVERY=$(( ITERS / 8 / 50 * 50 > 50 ? ITERS / 8 / 50 * 50 : 50 ))
+echo "[$(elapsed) s] step $STEP s per step (loader included) -> train.iterations=$ITERS, validation every $VAL_EVERY"
+
+# 4. the run
+RUN="$OUT_DIR/rig-stereo"
+TAIL=30 quiet "${TRAIN[@]}" --config configs/gpu.yaml --dataset "$DATA" --out "$RUN" "${EXTRA[@]}" \
+  train.iterations=$ITERS train.val_every=$VAL_EVERY train.checkpoint_every=$VAL_EVERY || fail "training"
+rm -f "$RUN/model_last.pt"  # the best weights are what evaluation reads; the optimizer state stays here
+echo "[$(elapsed) s] done"
+grep ",val," "$RUN/metrics.csv"
+cat "$RUN/summary.json"
