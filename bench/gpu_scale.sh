@@ -9,6 +9,9 @@
 #    train.iterations so that training ends inside the budget (what remains, less 60 s for the
 #    validation and the copies);
 # 4. trains under torchrun, writing metrics.csv, summary.json and model_best.pt to OUT_DIR.
+# Knobs (environment): GPU_SCALE_SMOKE=0 skips step 2 and the step benchmark; GPU_SCALE_ITERATIONS=N
+# skips step 3 and trains N iterations, stopped at the budget if they do not fit (metrics.csv keeps
+# every validation so far: how an ablation is compared with the full run at equal iterations).
 # Evaluate the checkpoint anywhere afterwards: `stereo-occ dataset --config configs/gpu.yaml --out
 # data/gpu --split test` builds only the test objects (docs/training.md, "GPU scale").
 #
@@ -25,7 +28,7 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
 mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu_scale.log"
 exec > >(tee -a "$LOG") 2>&1
-export PYTHONUNBUFFERED=1 PYOPENGL_PLATFORM=egl
+export PYTHONUNBUFFERED=1 PYOPENGL_PLATFORM=egl PYGLET_HEADLESS=1  # pyrender imports pyglet, whose GL module looks for X11 otherwise
 
 if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
 nvidia_egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
@@ -54,11 +57,13 @@ DATASET_PID=$!
 
 # 2. the CUDA path: DDP under torchrun, bf16, a checkpoint and an exact resume
 SMOKE=/tmp/gpu-scale-smoke
-rm -rf "$SMOKE"
+SMOKE_ON=${GPU_SCALE_SMOKE:-1}
 fail() {
   echo "[$(elapsed) s] FAILED: $1"; kill "$DATASET_PID" 2>/dev/null
   ls /usr/local/nvidia/share/glvnd/egl_vendor.d/ 2>&1; ldconfig -p | grep -i "libEGL" | head -3; exit 1
 }
+if [ "$SMOKE_ON" = 1 ]; then
+rm -rf "$SMOKE"
 quiet "${CLI[@]}" dataset --config configs/gpu.yaml --out "$SMOKE/data" --workers 2 "${EXTRA[@]}" \
   dataset.shapes.mug=2 dataset.shapes.bowl=2 dataset.shapes.bottle=2 dataset.render.views_per_object=4 \
   dataset.splits.train=0.5 dataset.splits.val=0.5 dataset.splits.test=0.0 || fail "small dataset"
@@ -77,18 +82,26 @@ EOF
 quiet "${CLI[@]}" dataset --config configs/quick.yaml --out "$SMOKE/data64" --workers 2 \
   dataset.shapes.mug=2 dataset.shapes.bowl=2 dataset.shapes.bottle=2 dataset.render.views_per_object=4 \
   dataset.splits.train=1.0 dataset.splits.val=0.0 dataset.splits.test=0.0 || fail "64 px dataset"
+fi
 echo "[$(elapsed) s] smoke done; waiting for the dataset"
 wait "$DATASET_PID" || fail "dataset (see dataset.log)"
 tail -2 "$OUT_DIR/dataset.log"
 echo "[$(elapsed) s] dataset built"
 
 # the step of every model on this device, at the quick config (64 px) and at this one (128 px)
+if [ "$SMOKE_ON" = 1 ]; then
 TAIL=8 quiet $PY bench/bench_step.py --dataset "$SMOKE/data64" --config configs/quick.yaml --json "$OUT_DIR/step_quick.json"
 TAIL=5 quiet $PY bench/bench_step.py --dataset "$SMOKE/data" --config configs/gpu.yaml --models mono,rig-stereo \
   --json "$OUT_DIR/step_gpu.json" "${EXTRA[@]}"
 echo "[$(elapsed) s] step times measured"
+fi
 
 # 3. the step time of the run on the real dataset, loader included
+if [ -n "${GPU_SCALE_ITERATIONS:-}" ]; then
+ITERS=$GPU_SCALE_ITERATIONS
+VAL_EVERY=${GPU_SCALE_VAL_EVERY:-400}
+echo "[$(elapsed) s] train.iterations=$ITERS (fixed), validation every $VAL_EVERY, stopped at the budget"
+else
 PROBE=/tmp/gpu-scale-probe
 rm -rf "$PROBE"
 quiet "${TRAIN[@]}" --config configs/gpu.yaml --dataset "$DATA" --out "$PROBE" "${EXTRA[@]}" \
@@ -101,12 +114,16 @@ print((t[40] - t[10]) / 30)")
 ITERS=$($PY -c "print(max(100, int(($BUDGET - $(elapsed) - 60) / $STEP) // 50 * 50))")
 VAL_EVERY=$(( ITERS / 8 / 50 * 50 > 50 ? ITERS / 8 / 50 * 50 : 50 ))
 echo "[$(elapsed) s] step $STEP s per step (loader included) -> train.iterations=$ITERS, validation every $VAL_EVERY"
+fi
 
 # 4. the run
 RUN="$OUT_DIR/rig-stereo"
-TAIL=30 quiet "${TRAIN[@]}" --config configs/gpu.yaml --dataset "$DATA" --out "$RUN" "${EXTRA[@]}" \
-  train.iterations=$ITERS train.val_every=$VAL_EVERY train.checkpoint_every=$VAL_EVERY || fail "training"
+TAIL=30 quiet timeout $(( BUDGET - $(elapsed) > 10 ? BUDGET - $(elapsed) : 10 )) "${TRAIN[@]}" --config configs/gpu.yaml --dataset "$DATA" --out "$RUN" "${EXTRA[@]}" \
+  train.iterations=$ITERS train.val_every=$VAL_EVERY train.checkpoint_every=$VAL_EVERY
+rc=$?
+[ $rc = 124 ] && echo "[$(elapsed) s] stopped at the budget"
+[ $rc = 0 ] || [ $rc = 124 ] || fail "training"
 rm -f "$RUN/model_last.pt"  # the best weights are what evaluation reads; the optimizer state stays here
 echo "[$(elapsed) s] done"
 grep ",val," "$RUN/metrics.csv"
-cat "$RUN/summary.json"
+if [ -f "$RUN/summary.json" ]; then head -9 "$RUN/summary.json"; fi

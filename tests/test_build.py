@@ -145,6 +145,23 @@ def test_shards_together_make_the_full_build(full_build, tmp_path):
     assert_same_dataset(full_build, out)
 
 
+def test_one_split_alone_then_the_rest_make_the_full_build(tmp_path):
+    cfg = small_config("dataset.splits.train=0.5", "dataset.splits.val=0.0", "dataset.splits.test=0.5")
+    reference = tmp_path / "whole"
+    build_dataset(cfg, reference)
+    out = tmp_path / "test-first"
+    first = build_dataset(cfg, out, split="test")
+    test_ids = (reference / "splits" / "test.txt").read_text().split()
+    assert 0 < first.built == len(test_ids) < 6
+    assert object_dirs(out) == sorted(test_ids)  # only that split's objects, the split files whole
+    assert (out / "splits" / "train.txt").read_text() == (reference / "splits" / "train.txt").read_text()
+    second = build_dataset(cfg, out)
+    assert (second.built, second.skipped) == (6 - len(test_ids), len(test_ids))
+    assert_same_dataset(reference, out)
+    with pytest.raises(UserError, match="split must be one of"):
+        build_dataset(cfg, out, split="testing")
+
+
 def test_a_folder_built_with_another_config_is_refused(full_build):
     before = (full_build / "meta.json").read_bytes()
     with pytest.raises(UserError, match="different config"):
