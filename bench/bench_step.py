@@ -27,7 +27,8 @@ from bench_training import REFERENCE, device_for_training, one_batch, step_times
 from stereo_occ.config import load_config, model_config  # noqa: E402
 from stereo_occ.errors import UserError  # noqa: E402
 from stereo_occ.files import write_atomic  # noqa: E402
-from stereo_occ.models import MODELS  # noqa: E402
+from stereo_occ.models import MODELS, build_model  # noqa: E402
+from stereo_occ.training.distributed import autocast_dtype  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -53,14 +54,16 @@ def main(argv: list[str] | None = None) -> dict:
         batch = one_batch(cfg, args.dataset)
         times, params = step_times(cfg, args.dataset, batch, args.steps)
         median = statistics.median(times)
-        results[name] = {"params": params, "batch_size": cfg.train.batch_size, "step_seconds": median,
-                         "samples_per_s": cfg.train.batch_size / median}
+        bf16_on_cpu = build_model(cfg.model, cfg.dataset.rig).trains_well_in_bf16
+        precision = "bf16" if autocast_dtype(cfg.train.precision, device, bf16_on_cpu) == torch.bfloat16 else "fp32"
+        results[name] = {"params": params, "batch_size": cfg.train.batch_size, "precision": precision,
+                         "step_seconds": median, "samples_per_s": cfg.train.batch_size / median}
     reference = results[REFERENCE]["samples_per_s"]
     print(f"training step on {label} ({args.config}, {args.steps} timed steps, median)")
-    print(f"{'model':<12}{'params':>9}{'batch':>7}{'step ms':>10}{'samples/s':>11}{'x mono':>8}")
+    print(f"{'model':<12}{'params':>9}{'batch':>7}{'prec.':>6}{'step ms':>10}{'samples/s':>11}{'x mono':>8}")
     for name, r in results.items():
         r["ratio_to_reference"] = r["samples_per_s"] / reference
-        print(f"{name:<12}{r['params'] / 1e6:>8.2f}M{r['batch_size']:>7}{r['step_seconds'] * 1e3:>10.1f}"
+        print(f"{name:<12}{r['params'] / 1e6:>8.2f}M{r['batch_size']:>7}{r['precision']:>6}{r['step_seconds'] * 1e3:>10.1f}"
               f"{r['samples_per_s']:>11.1f}{r['ratio_to_reference']:>8.2f}")
     report = {"device": label, "config": args.config, "overrides": args.overrides, "models": results}
     if args.json:
