@@ -27,8 +27,7 @@ from bench_training import REFERENCE, device_for_training, one_batch, step_times
 from stereo_occ.config import load_config, model_config  # noqa: E402
 from stereo_occ.errors import UserError  # noqa: E402
 from stereo_occ.files import write_atomic  # noqa: E402
-from stereo_occ.models import MODELS, build_model  # noqa: E402
-from stereo_occ.training.distributed import autocast_dtype  # noqa: E402
+from stereo_occ.models import MODELS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -52,10 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in [REFERENCE, *[m for m in names if m != REFERENCE]]:
         cfg = model_config(base, name)
         batch = one_batch(cfg, args.dataset)
-        times, params = step_times(cfg, args.dataset, batch, args.steps)
+        times, params, precision = step_times(cfg, args.dataset, batch, args.steps)
         median = statistics.median(times)
-        bf16_on_cpu = build_model(cfg.model, cfg.dataset.rig).trains_well_in_bf16
-        precision = "bf16" if autocast_dtype(cfg.train.precision, device, bf16_on_cpu) == torch.bfloat16 else "fp32"
         results[name] = {"params": params, "batch_size": cfg.train.batch_size, "precision": precision,
                          "step_seconds": median, "samples_per_s": cfg.train.batch_size / median}
     reference = results[REFERENCE]["samples_per_s"]

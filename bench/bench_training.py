@@ -80,8 +80,9 @@ def one_batch(cfg: Config, root: Path) -> dict:
     return next(iter(DataLoader(data, batch_size=cfg.train.batch_size, sampler=sampler, num_workers=0)))
 
 
-def step_times(cfg: Config, root: Path, batch: dict, steps: int) -> tuple[list[float], int]:
-    """Seconds of ``steps`` training steps of ``cfg.model`` on ``batch`` (after one untimed), and its parameters."""
+def step_times(cfg: Config, root: Path, batch: dict, steps: int) -> tuple[list[float], int, str]:
+    """Seconds of ``steps`` training steps of ``cfg.model`` on ``batch`` (after one untimed), its
+    parameters, and the precision the trainer would pick for it here (``bf16`` or ``fp32``)."""
     device = device_for_training()
     cfg = from_dict(dict(to_dict(cfg), dataset=to_dict(dataset_config(root))))  # the dataset's rig, as the trainer does
     torch.manual_seed(0)
@@ -108,7 +109,7 @@ def step_times(cfg: Config, root: Path, batch: dict, steps: int) -> tuple[list[f
         step()
         sync(device)
         times.append(time.perf_counter() - start)
-    return times, sum(p.numel() for p in model.parameters())
+    return times, sum(p.numel() for p in model.parameters()), "bf16" if amp == torch.bfloat16 else "fp32"
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -134,7 +135,7 @@ def iou_by(val: list[dict], minutes: float, run_seconds: float) -> dict:
 
 def bench_model(name: str, args, base: Config, batch: dict) -> dict:
     cfg = model_config(base, name)
-    times, params = step_times(cfg, args.dataset, batch, args.steps)
+    times, params, _ = step_times(cfg, args.dataset, batch, args.steps)
     fastest = min(times)
     iterations = max(1, math.ceil(args.minutes * 60.0 / fastest))
     val_every = max(1, round(args.val_seconds / fastest))

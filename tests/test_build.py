@@ -162,6 +162,13 @@ def test_one_split_alone_then_the_rest_make_the_full_build(tmp_path):
         build_dataset(cfg, out, split="testing")
 
 
+def test_the_command_line_offers_exactly_the_dataset_splits():
+    from stereo_occ.cli import SPLIT_NAMES
+    from stereo_occ.data.splits import SPLITS
+
+    assert SPLIT_NAMES == SPLITS
+
+
 def test_a_folder_built_with_another_config_is_refused(full_build):
     before = (full_build / "meta.json").read_bytes()
     with pytest.raises(UserError, match="different config"):

@@ -13,6 +13,10 @@ from pathlib import Path
 
 from .errors import UserError
 
+# data.splits.SPLITS, written out so that parsing the command line (and --help) does not import the
+# config machinery; tests/test_build.py checks the two agree.
+SPLIT_NAMES = ("train", "val", "test")
+
 # pyrender needs a headless OpenGL platform; EGL works on Mesa (CPU) and on NVIDIA drivers.
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
@@ -71,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="build only shard K of N (0-based), e.g. 3/8 for a cluster job array")
     p.add_argument(
         "--split",
-        choices=["train", "val", "test"],
+        choices=SPLIT_NAMES,
         help="build only this split's objects (e.g. test, to evaluate a checkpoint trained elsewhere); "
         "a later build without --split completes the dataset",
     )
@@ -85,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", type=Path, help="dataset folder")
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
     p.add_argument("--objects", type=int, default=6, help="how many objects (default 6)")
-    p.add_argument("--split", default="train", choices=["train", "val", "test"])
+    p.add_argument("--split", default="train", choices=SPLIT_NAMES)
 
     p = verbs.add_parser(
         "train",
@@ -115,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "YAML config file applied on top of the checkpoint's eval section (default: that section as trained)")
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--dataset", type=Path, required=True)
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=SPLIT_NAMES)
     p.add_argument("--workers", type=int, default=1, help="evaluate objects in N processes (CPU; default 1)")
 
     p = verbs.add_parser(

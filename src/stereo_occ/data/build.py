@@ -224,6 +224,8 @@ def build_dataset(
         raise UserError(f"--workers must be at least 1 (got {workers})")
     if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
         raise UserError(f"shard K/N needs 0 <= K < N (got {shard[0]}/{shard[1]})")
+    if split is not None and split not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
     if out.exists() and not out.is_dir():
         raise UserError(f"dataset output {out} exists and is not a folder")
     StereoRig.from_config(dcfg.rig)  # a rig that cannot see the object is an error before anything is written
@@ -235,8 +237,6 @@ def build_dataset(
 
     mine = sources if shard is None else sources[shard[0] :: shard[1]]
     if split is not None:
-        if split not in SPLITS:
-            raise UserError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
         wanted = set(splits[split])
         mine = [s for s in mine if s.object_id in wanted]
     summary = BuildSummary()
