@@ -176,6 +176,38 @@ def test_a_folder_built_with_another_config_is_refused(full_build):
     assert (full_build / "meta.json").read_bytes() == before
 
 
+def test_a_dataset_built_before_a_config_field_existed_is_still_the_same_config(full_build, tmp_path):
+    # meta.json written before rig.object_radius existed: the field takes its default, so resuming works
+    copy = tmp_path / "old"
+    shutil.copytree(full_build, copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    del meta["config"]["rig"]["object_radius"]
+    (copy / "meta.json").write_text(json.dumps(meta))
+    summary = build_dataset(small_config(), copy)
+    assert summary.built == 0
+    with pytest.raises(UserError, match="different config"):
+        build_dataset(small_config("dataset.rig.object_radius=0.8"), copy)
+
+
+def test_a_mesh_reaching_beyond_the_rig_sphere_is_reported_and_the_rest_is_built(tmp_path):
+    shapes = tmp_path / "meshes"
+    (shapes / "mug").mkdir(parents=True)
+    trimesh.creation.cylinder(radius=0.3, height=0.8).export(shapes / "mug" / "cup.obj")  # reaches 0.71
+    trimesh.creation.box(extents=(1.0, 1.0, 1.0)).export(shapes / "mug" / "cube.obj")  # reaches 0.87
+    cfg = small_config(
+        "dataset.shapes.source=folder",
+        f"dataset.shapes.root={shapes}",
+        "dataset.shapes.categories=[mug]",
+        "dataset.shapes.mug=0",
+        "dataset.rig.fov_deg=46",
+        "dataset.rig.object_radius=0.75",
+    )
+    summary = build_dataset(cfg, tmp_path / "out")
+    assert summary.built == 1
+    assert [object_id for object_id, _ in summary.failed] == ["mug/cube"]
+    assert "cube.obj" in summary.failed[0][1] and "rig.object_radius" in summary.failed[0][1]
+
+
 def test_a_corrupt_mesh_is_reported_and_the_rest_is_built(tmp_path):
     shapes = tmp_path / "meshes"
     (shapes / "mug").mkdir(parents=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -62,6 +64,15 @@ def test_points_outside_the_image_sample_zeros():
     features = torch.ones(1, 4, 32, 32)
     behind_the_edge = torch.from_numpy(unproject((-20.0, 30.0), 2.0, LEFT)).float()[None, None]
     assert torch.all(rig_cameras().sample(features, behind_the_edge, LEFT) == 0)
+
+
+def test_the_volume_spans_the_sphere_the_rig_holds_its_objects_in():
+    for radius in (0.75, math.sqrt(3) / 2):
+        rig = RigConfig(image_size=64, fov_deg=46.0 if radius < 0.8 else 60.0, object_radius=radius)
+        model = build_model(ModelConfig(name="rig-stereo", volume_resolution=4), rig)
+        assert model.encoder.extent == pytest.approx(radius)
+        assert model.encoder.voxel_centers.abs().max().item() == pytest.approx(radius)
+        assert model.decoder.extent == pytest.approx(radius)
 
 
 def test_voxel_centres_land_where_the_rig_says_and_are_read_back_in_place():

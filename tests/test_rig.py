@@ -61,6 +61,34 @@ def test_a_rig_that_can_lose_the_object_is_refused():
         StereoRig.from_config(RigConfig(object_size=1.5))
 
 
+def test_a_rig_for_smaller_objects_can_narrow_the_field_of_view():
+    # 46 degrees loses the unit cube's corners but holds every object within 0.75 of its centre
+    with pytest.raises(UserError, match="field of view"):
+        StereoRig.from_config(RigConfig(image_size=64, fov_deg=46.0))
+    rig = StereoRig.from_config(RigConfig(image_size=64, fov_deg=46.0, object_radius=0.75))
+    sphere = np.random.default_rng(0).normal(size=(2000, 3))
+    sphere *= 0.75 / np.linalg.norm(sphere, axis=1, keepdims=True)
+    for cam in (LEFT, RIGHT):
+        uv, _ = rig.project(sphere, cam)
+        assert (uv > 0).all() and (uv < rig.image_size - 1).all()
+        # and it uses the image: the sphere spans more than 90% of it
+        assert np.ptp(uv[:, 0]) > 0.9 * (rig.image_size - 1)
+
+
+@pytest.mark.parametrize("radius", [0.4, 0.9])
+def test_an_object_radius_no_normalised_object_has_is_refused(radius):
+    with pytest.raises(UserError, match="object_radius"):
+        StereoRig.from_config(RigConfig(object_radius=radius))
+
+
+def test_an_object_reaching_beyond_the_rig_sphere_is_refused_by_name():
+    rig = StereoRig.from_config(RigConfig(image_size=64, fov_deg=46.0, object_radius=0.75))
+    cube = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
+    rig.check_object(cube * 0.8, "small cube")  # reaches 0.69
+    with pytest.raises(UserError, match="unit cube.*0.866.*object_radius=0.750"):
+        rig.check_object(cube, "unit cube")
+
+
 def test_random_rotations_are_proper_and_deterministic():
     a = random_rotations(50, np.random.default_rng(3))
     b = random_rotations(50, np.random.default_rng(3))

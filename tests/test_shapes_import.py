@@ -297,9 +297,17 @@ def test_inside_out_nested_shell_is_a_cavity():
 
 
 def test_real_meshes_load_watertight_and_normalised(real_meshes):
+    from stereo_occ.config import load_config
+    from stereo_occ.data.rig import StereoRig
+
     shapes = list_shapes(ShapesConfig(source="folder", root=str(real_meshes), mug=0, bowl=0, bottle=0))
     assert len(shapes) == 9
     assert {s.category for s in shapes} == {"mug", "bowl", "bottle"}
     assert "bottle/gso_5_HTP" in {s.object_id for s in shapes}
+    # the quick config's narrower field of view (rig.object_radius 0.75) still holds every real mesh
+    quick_rig = StereoRig.from_config(load_config(Path(__file__).parents[1] / "configs" / "quick.yaml").dataset.rig)
+    assert quick_rig.object_radius < 0.8
     for shape in shapes:
-        _assert_normalised_solid(shape.load())
+        mesh = shape.load()
+        _assert_normalised_solid(mesh)
+        quick_rig.check_object(np.asarray(mesh.vertices), shape.origin)

@@ -65,6 +65,11 @@ class RigConfig:
     object_size: float = 0.5  # longest side of the object in rig units
     image_size: int = 128  # square images, pixels
     fov_deg: float = 60.0  # vertical (= horizontal) field of view
+    # Radius (object units) of the sphere every object of the dataset lies in, at any rotation. The
+    # field of view is checked against it, the build refuses an object that reaches beyond it, and
+    # the camera-aware models' volume spans its cube. The default, the unit cube's circumsphere,
+    # holds any normalised object; real mugs, bowls and bottles reach 0.50-0.71 (docs/geometry.md).
+    object_radius: float = math.sqrt(3.0) / 2.0
 
 
 @dataclass

@@ -251,7 +251,7 @@ def figure_stage(cfg: Config, dataset: Path, evals: Path, figure_dir: Path, metr
     from PIL import Image
 
     from .data.dataset import dataset_config
-    from .data.rig import OBJECT_RADIUS, StereoRig
+    from .data.rig import StereoRig
     from .data.storage import ObjectReader
     from .evaluation.evaluate import mesh_path
     from .evaluation.mise import save_mesh
@@ -270,7 +270,7 @@ def figure_stage(cfg: Config, dataset: Path, evals: Path, figure_dir: Path, metr
     rig = StereoRig.from_config(dataset_config(dataset).rig)
     # Zoom every cell to the disc any rotation of the object can cover: objects fill the cells, and
     # every column still shares one camera.
-    crop = Crop.around_center(rig.K, rig.sphere_image_radius(OBJECT_RADIUS) + 1.0, FIGURE_SIZE)
+    crop = Crop.around_center(rig.K, rig.sphere_image_radius(rig.object_radius) + 1.0, FIGURE_SIZE)
     columns = ["left input", "ground truth", *names]
     rows = []
     with MeshRenderer(FIGURE_SIZE) as renderer:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..config import Config, DatasetConfig, SplitConfig, to_dict
+from ..config import Config, DatasetConfig, SplitConfig, from_dict, to_dict
 from ..errors import UserError
 from ..files import write_atomic
 from . import storage
@@ -106,7 +106,7 @@ def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> dict[
             old = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError):
             raise UserError(f"{meta_path}: unreadable; remove it or choose another --out") from None
-        if old.get("config") != config:
+        if _stored_config(old.get("config")) != config:
             raise UserError(
                 f"{out} already holds a dataset built with a different config; "
                 "choose another --out or delete it"
@@ -129,11 +129,23 @@ def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> dict[
     return splits
 
 
+def _stored_config(config: object) -> dict | None:
+    """A stored dataset config with today's defaults filled in (a field added since, at its default,
+    leaves the config the same); None if it is not one."""
+    if not isinstance(config, dict):
+        return None
+    try:
+        return to_dict(from_dict(config, DatasetConfig))
+    except UserError:
+        return None
+
+
 def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer) -> None:
     """Load, label, render and write one object (atomically) to ``out/<object_id>``."""
     mesh = source.load()
     if len(mesh.faces) == 0:
         raise UserError(f"{source.origin}: empty mesh")
+    renderer.rig.check_object(np.asarray(mesh.vertices), source.origin)
     points, occ, distances = sample_points(mesh, cfg.occupancy, object_rng(cfg.occupancy.seed, source.object_id, "points"))
     rng = object_rng(cfg.render.seed, source.object_id, "views")
     n_views = cfg.render.views_per_object

@@ -30,6 +30,9 @@ LEFT, RIGHT = 0, 1
 OBJECT_RADIUS = math.sqrt(3.0) / 2.0
 """Any rotation of an object normalised into the unit cube lies in this sphere (object units)."""
 
+MIN_OBJECT_RADIUS = 0.5
+"""A normalised object (longest side 1, centred) always reaches this far from its centre."""
+
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 """Flips camera axes between OpenCV (y down, z forward) and OpenGL (y up, z backward)."""
 
@@ -55,6 +58,7 @@ class StereoRig:
     K: np.ndarray  # (3, 3), shared by both cameras
     world_to_cam: np.ndarray  # (2, 4, 4)
     image_size: int
+    object_radius: float = OBJECT_RADIUS  # every object of the dataset lies in this sphere (object units)
 
     @classmethod
     def from_config(cls, cfg: RigConfig) -> "StereoRig":
@@ -62,6 +66,12 @@ class StereoRig:
             raise UserError(f"rig.image_size must be at least 8 pixels (got {cfg.image_size})")
         if not 0 < cfg.fov_deg < 170:
             raise UserError(f"rig.fov_deg must be in (0, 170) (got {cfg.fov_deg})")
+        if not MIN_OBJECT_RADIUS <= cfg.object_radius <= OBJECT_RADIUS:
+            raise UserError(
+                f"rig.object_radius must be in [{MIN_OBJECT_RADIUS}, {OBJECT_RADIUS:.4f}] object units "
+                f"(got {cfg.object_radius}): a normalised object reaches at least half its longest side "
+                "from its centre, and never beyond the unit cube's corners"
+            )
         distance = cfg.camera_distance / cfg.object_size
         size = cfg.image_size
         focal = size / (2.0 * math.tan(math.radians(cfg.fov_deg) / 2.0))
@@ -70,17 +80,27 @@ class StereoRig:
         for sign in (-1.0, 1.0):
             position = distance * np.array([sign * math.sin(cfg.half_angle), 0.0, math.cos(cfg.half_angle)])
             poses.append(look_at_opencv(position, np.zeros(3), np.array([0.0, 1.0, 0.0])))
-        rig = cls(K=K, world_to_cam=np.stack(poses), image_size=size)
-        # The object (inside the unit cube, so within radius sqrt(3)/2 for any rotation) must be
-        # fully visible in both images.
-        needed = rig.sphere_image_radius(OBJECT_RADIUS)
+        rig = cls(K=K, world_to_cam=np.stack(poses), image_size=size, object_radius=cfg.object_radius)
+        # Every object lies within rig.object_radius at any rotation (the build checks each one), so
+        # that sphere must be fully visible in both images.
+        needed = rig.sphere_image_radius(cfg.object_radius)
         if needed >= (size - 1) / 2.0:
             raise UserError(
-                f"rig: an object of size {cfg.object_size} at distance {cfg.camera_distance} can leave "
-                f"the {cfg.fov_deg} degree field of view (needs radius {needed:.1f} px of {size / 2:.1f}); "
-                "raise rig.fov_deg or lower rig.object_size"
+                f"rig: an object of size {cfg.object_size} and radius {cfg.object_radius:.3f} at distance "
+                f"{cfg.camera_distance} can leave the {cfg.fov_deg} degree field of view (needs radius "
+                f"{needed:.1f} px of {size / 2:.1f}); raise rig.fov_deg or lower rig.object_size"
             )
         return rig
+
+    def check_object(self, vertices: np.ndarray, name: str) -> None:
+        """Refuse an object (normalised vertices) that can leave the images at some rotation."""
+        reach = float(np.sqrt(np.einsum("ij,ij->i", vertices, vertices).max())) if len(vertices) else 0.0
+        if reach > self.object_radius:
+            raise UserError(
+                f"{name}: reaches {reach:.3f} object units from its centre, beyond rig.object_radius="
+                f"{self.object_radius:.3f}, so some rotations would leave the images; raise "
+                f"rig.object_radius (and rig.fov_deg if the rig check asks) or leave this mesh out"
+            )
 
     @property
     def distance(self) -> float:

@@ -36,7 +36,7 @@ import trimesh
 from PIL import Image, UnidentifiedImageError
 
 from ..config import Config, ConfigChanges, EvalConfig, ReconstructConfig
-from ..data.rig import OBJECT_RADIUS, StereoRig
+from ..data.rig import StereoRig
 from ..errors import UserError
 from ..models.cameras import Cameras
 from .calibration import Calibration, differences_from_rig, load_calibration
@@ -151,8 +151,8 @@ class Reconstructor:
             raise UserError(f"reconstruct.mise_steps must be 0 or more (got {self.mise_steps})")
         self.rig = StereoRig.from_config(cfg.dataset.rig)
         padding = cfg.dataset.occupancy.padding
-        # The normalised object lies inside the unit cube, hence inside its circumsphere at any rotation.
-        self.object_radius = OBJECT_RADIUS + padding / 2.0
+        # Every object of the training data lies in the rig's sphere at any rotation (the build checks it).
+        self.object_radius = self.rig.object_radius + padding / 2.0
         # Grid: the box around that sphere (the pose is unknown), eval.mise_resolution cells a side
         # refined reconstruct.mise_steps times: 128^3 over the sphere's box by default.
         self.box = self.object_radius

@@ -319,6 +319,7 @@ def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork
         volume_resolution=cfg.volume_resolution,
         fine_channels=cfg.fine_channels,
         space_to_depth=cfg.space_to_depth,
+        extent=rig_cfg.object_radius,  # the volume's cells only where an object can be
     )
     if cfg.positional_frequencies < 0:
         raise UserError(f"model.positional_frequencies must be 0 or more (got {cfg.positional_frequencies})")
