@@ -124,11 +124,13 @@ def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
     assert len((out / "real" / "dataset" / "splits" / "test.txt").read_text().split()) == 2
     data = results["dataset"]
     assert data["source"] == "procedural" and data["views_per_object"] == 4 and data["image_size"] == 64
+    assert data["fov_deg"] == 60.0 and data["object_radius"] == pytest.approx(math.sqrt(3) / 2)
     assert sum(data["counts"][s]["total"] for s in ("train", "val", "test")) == 12
     assert results["machine"]["cores"] >= 1 and results["machine"]["torch"] == torch.__version__
 
     report = (out / "report.html").read_text()
     assert "0.1896" in report and "0.1153" in report
+    assert "60 degrees" in report  # the rig's field of view is part of what the numbers mean
     assert f"{results['models']['stereo']['iou']['mean']:.4f}" in report
     figure = json.loads((out / "figure" / "figure.json").read_text())
     assert figure["columns"] == ["left input", "ground truth", "mono", "stereo"]

@@ -360,6 +360,8 @@ def dataset_summary(dataset: Path) -> dict:
         "counts": counts,
         "views_per_object": config["render"]["views_per_object"],
         "image_size": config["rig"]["image_size"],
+        "fov_deg": config["rig"]["fov_deg"],
+        "object_radius": config["rig"].get("object_radius"),
         "occupancy_points": f"{occupancy['n_uniform']:,} uniform + {occupancy['n_surface']:,} near-surface",
     }
 

@@ -401,12 +401,24 @@ def _machine(machine: Mapping[str, Any]) -> str:
     )
 
 
+def _field_of_view(dataset: Mapping[str, Any]) -> str | None:
+    """The rig's field of view and the sphere it was narrowed to (the study's rig: 60 degrees)."""
+    fov, radius = dataset.get("fov_deg"), dataset.get("object_radius")
+    if fov is None:
+        return None
+    text = f"{fov:g} degrees (the study's rig: 60)"
+    if radius is not None:
+        text += f"; every object lies within {radius:.3g} object units of its centre at any rotation"
+    return text
+
+
 def _dataset(dataset: Mapping[str, Any]) -> str:
     counts = dataset.get("counts") or {}
     items: list[tuple[str, Any]] = [
         ("shape source", dataset.get("source")),
         ("views per object", dataset.get("views_per_object")),
         ("image size", f"{dataset['image_size']} x {dataset['image_size']} px" if "image_size" in dataset else None),
+        ("field of view", _field_of_view(dataset)),
         ("occupancy points", dataset.get("occupancy_points")),
     ]
     table = ""
