@@ -123,6 +123,14 @@ def test_mesh_is_inside_the_object_sphere_and_watertight(reconstructor):
     assert np.linalg.norm(mesh.vertices, axis=1).max() <= reconstructor.object_radius + cell
 
 
+def test_meshes_are_extracted_in_the_sphere_the_training_rig_held_its_objects_in(reconstructor):
+    padding = reconstructor.cfg.dataset.occupancy.padding
+    assert reconstructor.object_radius == pytest.approx(math.sqrt(3) / 2 + padding / 2)
+    cfg = load_config(None, SMALL + ["dataset.rig.fov_deg=46", "dataset.rig.object_radius=0.75"])
+    narrow = Reconstructor(reconstructor.model, cfg)
+    assert narrow.object_radius == pytest.approx(0.75 + padding / 2) and narrow.box == narrow.object_radius
+
+
 def test_reconstruct_refines_by_its_own_section_not_by_the_evaluation_one(checkpoint):
     """A checkpoint that evaluated on a coarse grid (eval.mise_steps=1) still gives fine meshes."""
     coarse = Reconstructor.from_checkpoint(checkpoint, device="cpu")  # reconstruct.mise_steps=1

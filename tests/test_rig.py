@@ -89,6 +89,26 @@ def test_an_object_reaching_beyond_the_rig_sphere_is_refused_by_name():
         rig.check_object(cube, "unit cube")
 
 
+def test_a_normalised_box_passes_the_default_rig_despite_rounding():
+    from stereo_occ.shapes import normalize
+    import trimesh
+
+    default = StereoRig.from_config(RigConfig())
+    # normalised boxes of random sizes and places: some corners land a rounding step past sqrt(3)/2
+    rng = np.random.default_rng(0)
+    past = 0
+    for _ in range(100):
+        box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+        box.apply_scale(rng.uniform(0.1, 10.0))
+        box.apply_translation(rng.uniform(-3.0, 3.0, 3))
+        vertices = np.asarray(normalize(box).vertices)
+        past += np.linalg.norm(vertices, axis=1).max() > math.sqrt(3) / 2
+        default.check_object(vertices, "box")
+    assert past > 0
+    with pytest.raises(UserError, match="not normalised"):
+        default.check_object(np.array([[0.6, 0.6, 0.6]]), "too big")
+
+
 def test_random_rotations_are_proper_and_deterministic():
     a = random_rotations(50, np.random.default_rng(3))
     b = random_rotations(50, np.random.default_rng(3))

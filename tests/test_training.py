@@ -173,6 +173,22 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_dataset, tmp_path,
                  resume=True).iterations == 7
 
 
+def test_a_checkpoint_from_before_rig_object_radius_loads_and_resumes_as_it_was(tiny_dataset, tmp_path):
+    from stereo_occ.training.checkpoint import save_checkpoint
+
+    common = ("model.name=rig-stereo", "model.volume_resolution=4", "train.checkpoint_every=2", "train.val_every=2")
+    run = tmp_path / "old"
+    train(small_config(*common, "train.iterations=2"), tiny_dataset, run)
+    for name in ("model_last.pt", "model_best.pt"):  # as written before the field existed
+        state = load_checkpoint(run / name)
+        del state["config"]["dataset"]["rig"]["object_radius"]
+        save_checkpoint(run / name, state)
+    model, cfg = load_model(run / "model_best.pt")
+    assert cfg.dataset.rig.object_radius == pytest.approx(math.sqrt(3) / 2)
+    assert model.encoder.extent == pytest.approx(math.sqrt(3) / 2)
+    assert train(small_config(*common, "train.iterations=3"), tiny_dataset, run, resume=True).iterations == 3
+
+
 def test_bf16_autocast_trains_on_cpu_when_asked(tiny_dataset, tmp_path):
     cfg = small_config("model.name=mono", "train.iterations=2", "train.precision=bf16", "train.val_every=2")
     result = train(cfg, tiny_dataset, tmp_path / "bf16")

@@ -52,7 +52,7 @@ def main() -> None:
     model, cfg = load_model(args.checkpoint, device="cpu")
     threshold = cfg.eval.threshold if cfg.eval.threshold is not None else 0.5
     data = StereoOccupancyDataset(args.dataset, "test", points_per_sample=1, uniform_only=True, views="first")
-    half = 0.6
+    half = cfg.dataset.rig.object_radius + cfg.dataset.occupancy.padding / 2  # where any object can be
     fig, axes = plt.subplots(len(args.objects), len(PLANES), figsize=(3.2 * len(PLANES), 3.2 * len(args.objects)),
                              squeeze=False)
     for row, object_id in enumerate(args.objects):

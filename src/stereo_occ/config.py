@@ -68,7 +68,7 @@ class RigConfig:
     # Radius (object units) of the sphere every object of the dataset lies in, at any rotation. The
     # field of view is checked against it, the build refuses an object that reaches beyond it, and
     # the camera-aware models' volume spans its cube. The default, the unit cube's circumsphere,
-    # holds any normalised object; real mugs, bowls and bottles reach 0.50-0.71 (docs/geometry.md).
+    # holds any normalised object; mugs, bowls and bottles reach 0.53-0.77 (docs/geometry.md).
     object_radius: float = math.sqrt(3.0) / 2.0
 
 
@@ -356,6 +356,18 @@ def model_config(cfg: Config, name: str) -> Config:
 def to_dict(cfg: Any) -> dict:
     """Plain nested dict of a config (or config section), for JSON and checkpoints."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys (``prefix`` first) whose values differ between two :func:`to_dict` trees."""
+    diffs = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diffs += config_differences(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            diffs.append(f"{prefix}{k}")
+    return diffs
 
 
 def from_dict(data: dict, section: type = Config) -> Any:

@@ -341,10 +341,11 @@ def machine_info() -> dict:
 
 def dataset_summary(dataset: Path) -> dict:
     """Source, sizes and object counts per split and category of a built dataset."""
-    from .data.dataset import read_meta, read_split
+    from .data.dataset import dataset_config, read_meta, read_split
 
     meta = read_meta(dataset)
     config = meta["config"]
+    rig = dataset_config(dataset).rig  # with today's defaults for fields added since the build
     objects: dict[str, str] = meta["objects"]
     counts = {}
     for split in ("train", "val", "test"):
@@ -360,8 +361,8 @@ def dataset_summary(dataset: Path) -> dict:
         "counts": counts,
         "views_per_object": config["render"]["views_per_object"],
         "image_size": config["rig"]["image_size"],
-        "fov_deg": config["rig"]["fov_deg"],
-        "object_radius": config["rig"].get("object_radius"),
+        "fov_deg": rig.fov_deg,
+        "object_radius": rig.object_radius,
         "occupancy_points": f"{occupancy['n_uniform']:,} uniform + {occupancy['n_surface']:,} near-surface",
     }
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..config import Config, DatasetConfig, SplitConfig, from_dict, to_dict
+from ..config import Config, DatasetConfig, SplitConfig, config_differences, from_dict, to_dict
 from ..errors import UserError
 from ..files import write_atomic
 from . import storage
@@ -106,9 +106,12 @@ def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> dict[
             old = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError):
             raise UserError(f"{meta_path}: unreadable; remove it or choose another --out") from None
-        if _stored_config(old.get("config")) != config:
+        stored = _stored_config(old.get("config"))
+        if stored != config:
+            differs = config_differences(stored, config) if stored is not None else []
+            detail = f" ({', '.join(differs[:6])}{', ...' if len(differs) > 6 else ''} differ)" if differs else ""
             raise UserError(
-                f"{out} already holds a dataset built with a different config; "
+                f"{out} already holds a dataset built with a different config{detail}; "
                 "choose another --out or delete it"
             )
     splits = assign_splits(objects, cfg.splits)

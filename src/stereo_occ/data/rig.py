@@ -86,21 +86,30 @@ class StereoRig:
         needed = rig.sphere_image_radius(cfg.object_radius)
         if needed >= (size - 1) / 2.0:
             raise UserError(
-                f"rig: an object of size {cfg.object_size} and radius {cfg.object_radius:.3f} at distance "
-                f"{cfg.camera_distance} can leave the {cfg.fov_deg} degree field of view (needs radius "
-                f"{needed:.1f} px of {size / 2:.1f}); raise rig.fov_deg or lower rig.object_size"
+                f"rig: objects within rig.object_radius={cfg.object_radius:.3f} object units of their centre, "
+                f"shown {cfg.object_size} rig units long at distance {cfg.camera_distance}, can leave the "
+                f"{cfg.fov_deg} degree field of view (they need a disc of radius {needed:.1f} px, the "
+                f"{size} px images hold {(size - 1) / 2:.1f}); raise rig.fov_deg, lower rig.object_size, or "
+                "lower rig.object_radius if the objects allow it (docs/geometry.md)"
             )
         return rig
 
     def check_object(self, vertices: np.ndarray, name: str) -> None:
         """Refuse an object (normalised vertices) that can leave the images at some rotation."""
         reach = float(np.sqrt(np.einsum("ij,ij->i", vertices, vertices).max())) if len(vertices) else 0.0
-        if reach > self.object_radius:
+        # normalize() divides by the box size: a box corner can land a rounding step past sqrt(3)/2
+        if reach <= self.object_radius * (1.0 + 1e-9):
+            return
+        if self.object_radius >= OBJECT_RADIUS:
             raise UserError(
-                f"{name}: reaches {reach:.3f} object units from its centre, beyond rig.object_radius="
-                f"{self.object_radius:.3f}, so some rotations would leave the images; raise "
-                f"rig.object_radius (and rig.fov_deg if the rig check asks) or leave this mesh out"
+                f"{name}: reaches {reach:.3f} object units from its centre, beyond the unit cube's corners: "
+                "the mesh is not normalised (centred on its box, longest side 1)"
             )
+        raise UserError(
+            f"{name}: reaches {reach:.3f} object units from its centre, beyond rig.object_radius="
+            f"{self.object_radius:.3f}, so some rotations would leave the images; raise rig.object_radius "
+            f"(at most {OBJECT_RADIUS:.3f}, and rig.fov_deg if the rig check then asks) or leave this mesh out"
+        )
 
     @property
     def distance(self) -> float:

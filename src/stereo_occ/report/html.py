@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..config import CATEGORIES
+from ..config import CATEGORIES, RigConfig
 from ..errors import UserError
 from ..evaluation.statistics import describe_difference
 from ..files import write_atomic
@@ -401,12 +401,15 @@ def _machine(machine: Mapping[str, Any]) -> str:
     )
 
 
+STUDY_FOV_DEG = RigConfig().fov_deg
+
+
 def _field_of_view(dataset: Mapping[str, Any]) -> str | None:
     """The rig's field of view and the sphere it was narrowed to (the study's rig: 60 degrees)."""
     fov, radius = dataset.get("fov_deg"), dataset.get("object_radius")
     if fov is None:
         return None
-    text = f"{fov:g} degrees (the study's rig: 60)"
+    text = f"{fov:g} degrees" + ("" if fov == STUDY_FOV_DEG else f" (the study's rig: {STUDY_FOV_DEG:g})")
     if radius is not None:
         text += f"; every object lies within {radius:.3g} object units of its centre at any rotation"
     return text

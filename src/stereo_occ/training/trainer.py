@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..config import CATEGORIES, Config, DatasetConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from ..config import CATEGORIES, Config, DatasetConfig, ModelConfig, TrainConfig, config_differences, from_dict, to_dict
 from ..errors import UserError
 from ..evaluation.threshold import DEFAULT_THRESHOLD, choose_threshold, ious_at, validation_thresholds
 from ..files import write_atomic
@@ -272,18 +272,6 @@ class MetricsLog:
         self._file.close()
 
 
-def _config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = sorted(set(a) | set(b))
-    diffs = []
-    for k in keys:
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            diffs += _config_differences(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            diffs.append(f"{prefix}{k}")
-    return diffs
-
-
 def _write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=1))
 
@@ -442,10 +430,12 @@ class _Run:
         theirs = {**to_dict(ModelConfig(name=self.cfg.model.name)), **state["config"].get("model", {})}
         ours.pop("pretrained", None)
         theirs.pop("pretrained", None)
-        diffs = _config_differences(ours, theirs, "model.")
+        diffs = config_differences(ours, theirs, "model.")
         if diffs:
             raise UserError(f"{path}: cannot resume, the model config differs in {', '.join(diffs)}")
-        diffs = _config_differences(to_dict(self.dataset_cfg), state["config"].get("dataset", {}), "dataset.")
+        # the checkpoint's dataset config with today's defaults for fields added since (rig.object_radius)
+        theirs = to_dict(from_dict(state["config"].get("dataset", {}), DatasetConfig))
+        diffs = config_differences(to_dict(self.dataset_cfg), theirs, "dataset.")
         if diffs:
             raise UserError(
                 f"{path}: cannot resume on {self.root}, it was built with a different config ({', '.join(diffs[:4])})"
