@@ -89,6 +89,21 @@ def test_per_model_overrides_change_only_how_a_model_is_trained():
             model_config(tiny_config(f"experiment.overrides={{stereo: [{bad}]}}"), "stereo")
 
 
+def test_a_real_mesh_the_rig_cannot_hold_stops_the_experiment_before_training(tmp_path):
+    import trimesh
+
+    real = two_mesh_folder(tmp_path / "meshes")
+    trimesh.creation.box(extents=(0.2, 0.2, 0.2)).export(real / "bottle" / "cube.obj")  # reaches 0.866
+    cfg = tiny_config(*FAST, "dataset.shapes.mug=1", "dataset.shapes.bowl=1", "dataset.shapes.bottle=1",
+                      "dataset.render.views_per_object=2", "dataset.rig.image_size=32", "dataset.occupancy.n_uniform=2000",
+                      "dataset.occupancy.n_surface=1000", "dataset.rig.fov_deg=46", "dataset.rig.object_radius=0.75",
+                      f"experiment.real_meshes={real}")
+    out = tmp_path / "experiment"
+    with pytest.raises(UserError, match="bottle/cube.*rig.object_radius"):
+        run_experiment(cfg, out)
+    assert (out / "dataset" / "meta.json").is_file() and not (out / "runs").exists()
+
+
 @pytest.mark.slow
 def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "experiment"

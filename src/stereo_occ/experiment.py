@@ -198,31 +198,43 @@ def evaluate_stage(
     return results
 
 
-def real_meshes_stage(cfg: Config, out: Path, runs: Path, workers: int) -> tuple[dict[str, dict] | None, str]:
-    """Every model on the real-mesh folder, built as a test-only dataset with the same rig.
+@dataclasses.dataclass
+class RealMeshes:
+    """The real-mesh folder as a test-only dataset with the study's rig (``experiment.real_meshes``)."""
 
-    Returns ``(metrics per model, source folder)``, or ``(None, why)`` when there is no folder.
-    """
+    cfg: Config
+    folder: Path
+    dataset: Path
+
+
+def real_meshes_source(cfg: Config, out: Path) -> tuple[RealMeshes | None, str]:
+    """The real-mesh dataset to build and evaluate, or ``(None, why)`` when there is no folder."""
     from .data.build import folder_test_config
 
     source = cfg.experiment.real_meshes
     if not source:
-        _stage(4, "real meshes: experiment.real_meshes is empty, skipped")
         return None, "no real-mesh folder configured (experiment.real_meshes is empty)"
     folder = Path(source)
     if not folder.is_dir():
-        _stage(4, f"real meshes: {folder} not found, skipped")
         return None, f"the real-mesh folder {folder} was not found"
     real_cfg = folder_test_config(cfg, folder, cfg.experiment.real_views_per_object)
     # The evaluation looks at every rendered view of each real object.
     real_cfg = dataclasses.replace(
         real_cfg, eval=dataclasses.replace(cfg.eval, views_per_object=cfg.experiment.real_views_per_object)
     )
-    dataset = out / "real" / "dataset"
-    _stage(4, f"real meshes: {folder} -> {dataset}")
-    build_stage(real_cfg, dataset, workers, stage=4)
-    what = f"the real meshes ({folder})"
-    return evaluate_stage(real_cfg, dataset, runs, out / "real" / "eval", workers, stage=4, what=what), str(folder)
+    return RealMeshes(real_cfg, folder, out / "real" / "dataset"), str(folder)
+
+
+def real_meshes_stage(real: RealMeshes | None, why: str, out: Path, runs: Path, workers: int) -> dict[str, dict] | None:
+    """Every model on the real meshes (built with the main dataset, so a mesh the rig cannot hold
+    fails before any training); None when there is no folder (``why`` says so)."""
+    if real is None:
+        _stage(4, f"real meshes: {why}, skipped")
+        return None
+    _stage(4, f"real meshes: {real.folder} -> {real.dataset}")
+    build_stage(real.cfg, real.dataset, workers, stage=4)  # done in stage 1: only checks it is complete
+    what = f"the real meshes ({real.folder})"
+    return evaluate_stage(real.cfg, real.dataset, runs, out / "real" / "eval", workers, stage=4, what=what)
 
 
 def _figure_objects(metrics: dict, per_category: int) -> list[dict]:
@@ -472,9 +484,12 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
     dataset, runs, evals = out / "dataset", out / "runs", out / "eval"
 
     build_stage(cfg, dataset, workers)
+    real_meshes, real_source = real_meshes_source(cfg, out)
+    if real_meshes is not None:
+        build_stage(real_meshes.cfg, real_meshes.dataset, workers)
     train_stage(cfg, dataset, runs)
     metrics = evaluate_stage(cfg, dataset, runs, evals, workers)
-    real, real_source = real_meshes_stage(cfg, out, runs, workers)
+    real = real_meshes_stage(real_meshes, real_source, out, runs, workers)
     figure = figure_stage(cfg, dataset, evals, out / "figure", metrics)
 
     _stage(6, f"results -> {out / 'results.json'}")
