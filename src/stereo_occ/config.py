@@ -68,7 +68,7 @@ class RigConfig:
     # Radius (object units) of the sphere every object of the dataset lies in, at any rotation. The
     # field of view is checked against it, the build refuses an object that reaches beyond it, and
     # the camera-aware models' volume spans its cube. The default, the unit cube's circumsphere,
-    # holds any normalised object; mugs, bowls and bottles reach 0.53-0.77 (docs/geometry.md).
+    # holds any normalised object; mugs, bowls and bottles reach 0.50-0.77 (docs/geometry.md).
     object_radius: float = math.sqrt(3.0) / 2.0
 
 
