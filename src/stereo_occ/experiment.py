@@ -226,13 +226,12 @@ def real_meshes_source(cfg: Config, out: Path) -> tuple[RealMeshes | None, str]:
 
 
 def real_meshes_stage(real: RealMeshes | None, why: str, out: Path, runs: Path, workers: int) -> dict[str, dict] | None:
-    """Every model on the real meshes (built with the main dataset, so a mesh the rig cannot hold
+    """Every model on the real meshes, whose dataset stage 1 built (so that a mesh the rig cannot hold
     fails before any training); None when there is no folder (``why`` says so)."""
     if real is None:
         _stage(4, f"real meshes: {why}, skipped")
         return None
-    _stage(4, f"real meshes: {real.folder} -> {real.dataset}")
-    build_stage(real.cfg, real.dataset, workers, stage=4)  # done in stage 1: only checks it is complete
+    _stage(4, f"real meshes: {real.folder} -> {out / 'real' / 'eval'}")
     what = f"the real meshes ({real.folder})"
     return evaluate_stage(real.cfg, real.dataset, runs, out / "real" / "eval", workers, stage=4, what=what)
 
