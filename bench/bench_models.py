@@ -13,7 +13,8 @@ Prints, measured in this one run:
     feature maps, timed in turn, and the ratio of the two (the camera-aware models use channels-last,
     the study's models contiguous);
   * with --bf16, each model's step in fp32 and under bf16 autocast, timed in turn, and the ratio of the
-    two (``train.precision=auto`` trains in bf16 on CPUs with AVX512-BF16 or AMX).
+    two (``train.precision=auto`` trains in bf16 on CPUs with AVX512-BF16 or AMX); with both flags,
+    the two layouts under bf16 autocast.
 
 Every registered model works: the camera-aware ones (rig-stereo, rig-mono) get the cameras of the
 config's rig. Model sizes are ``ModelConfig`` defaults, or with ``--config`` that config's model
@@ -21,7 +22,7 @@ section and the model's ``experiment.overrides`` (what the experiment trains). T
 with other work: ratios within one run are what to read.
 
     python bench/bench_models.py [--models mono stereo rig-stereo rig-mono] [--config configs/quick.yaml]
-        [--batch N] [--points N] [--size N] (defaults: each model's in the config, else 16, 2048, 128) [--steps 2] [--profile] [--channels-last | --bf16] [--fused-adam]
+        [--batch N] [--points N] [--size N] (defaults: each model's in the config, else 16, 2048, 128) [--steps 2] [--profile] [--channels-last] [--bf16] [--fused-adam]
 
 The rig-stereo step as the quick config trains it, against mono (its profile is docs/training.md's):
 
@@ -140,9 +141,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per model (after one warm-up)")
     parser.add_argument("--models", nargs="+", default=["mono", "stereo"], choices=sorted(MODELS))
     parser.add_argument("--config", default=None, help="model sizes from this config (and its per-model overrides)")
-    compare = parser.add_mutually_exclusive_group()
-    compare.add_argument("--channels-last", action="store_true", help="time each model's step with contiguous and with channels_last 2D maps, in turn, and print the ratio")
-    compare.add_argument("--bf16", action="store_true", help="time each model's step in fp32 and under bf16 autocast, in turn, and print the ratio (train.precision=auto picks bf16 on CPUs that compute it natively)")
+    parser.add_argument("--channels-last", action="store_true", help="time each model's step with contiguous and with channels_last 2D maps, in turn, and print the ratio (in fp32; under bf16 autocast with --bf16)")
+    parser.add_argument("--bf16", action="store_true", help="time each model's step in fp32 and under bf16 autocast, in turn, and print the ratio (train.precision=auto picks bf16 on CPUs that compute it natively); with --channels-last, compare the layouts under bf16 instead")
     parser.add_argument("--fused-adam", action="store_true", help="use Adam(fused=True)")
     parser.add_argument("--profile", action="store_true", help="profile one training step per model")
     args = parser.parse_args()
@@ -204,8 +204,8 @@ def main() -> None:
                         train_step(model, optimizer, batch, channels_last)
                 return step
 
-            if args.channels_last:  # fp32, the two layouts
-                a, b = ("contiguous", variant(False, False)), ("channels_last", variant(True, False))
+            if args.channels_last:  # the two layouts, in fp32 or (--bf16) under bf16 autocast
+                a, b = ("contiguous", variant(False, args.bf16)), ("channels_last", variant(True, args.bf16))
             else:  # each model's own layout, fp32 against bf16 autocast (what train.precision chooses)
                 a, b = ("fp32", variant(default, False)), ("bf16", variant(default, True))
             times = time_in_turn(dict([a, b]), args.steps)

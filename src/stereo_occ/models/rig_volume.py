@@ -164,6 +164,13 @@ class RigConditioning:
     right_fine: Tensor | None = None
 
 
+def sample_volume(volume: Tensor, points: Tensor, extent: float) -> Tensor:
+    """``(B, C, G, G, G)`` over ``[-extent, extent]^3`` at ``(B, N, 3)`` rig-frame points -> ``(B, N, C)``, trilinear."""
+    grid = (points / extent)[:, :, None, None, :]  # (B, N, 1, 1, 3) as (x, y, z)
+    sampled = F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return sampled[:, :, :, 0, 0].transpose(1, 2)
+
+
 class RigVolumeEncoder(nn.Module):
     """``left, right, cameras`` -> :class:`RigConditioning` (``views=1``: the left view only)."""
 
@@ -288,12 +295,10 @@ class PointDecoder(nn.Module):
         b = points.shape[0]
         if cond.volume.shape[0] != b:
             raise ValueError(f"{b} point sets for {cond.volume.shape[0]} encodings")
-        grid = (points / self.extent)[:, :, None, None, :]  # (B, N, 1, 1, 3) as (x, y, z)
-        volume = F.grid_sample(cond.volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
         features = [
             positional_encoding(points, self.frequencies),
             point_features(points, cond.left, cond.right, cond.cameras),
-            volume[:, :, :, 0, 0].transpose(1, 2),
+            sample_volume(cond.volume, points, self.extent),
         ]
         if cond.left_fine is not None:
             features.append(point_features(points, cond.left_fine, cond.right_fine, cond.cameras))
