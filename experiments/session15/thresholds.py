@@ -40,6 +40,11 @@ def table(checkpoint: str, dataset: str, split: str) -> tuple[dict, float]:
     return {c: np.mean(v, 0) for c, v in rows.items() if v}, cfg.eval.threshold
 
 
+def at(per_category: dict, index: int) -> str:
+    """Each category's IoU at threshold ``THRESHOLDS[index]``."""
+    return " ".join(f"{c} {v[index]:.3f}" for c, v in per_category.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True)
@@ -52,10 +57,9 @@ def main() -> None:
         per_category, chosen = table(checkpoint, args.dataset, args.split)
         mean = np.mean(list(per_category.values()), 0)
         best = int(np.argmax(mean))
-        at = lambda i: " ".join(f"{c} {v[i]:.3f}" for c, v in per_category.items())  # noqa: E731
         chosen_index = int(np.argmin([abs(t - chosen) for t in THRESHOLDS]))
-        print(f"{label}: chosen {chosen:.2f}: {mean[chosen_index]:.3f} ({at(chosen_index)}); "
-              f"best {THRESHOLDS[best]:.2f}: {mean[best]:.3f} ({at(best)})")
+        print(f"{label}: chosen {chosen:.2f}: {mean[chosen_index]:.3f} ({at(per_category, chosen_index)}); "
+              f"best {THRESHOLDS[best]:.2f}: {mean[best]:.3f} ({at(per_category, best)})")
         for c, v in per_category.items():
             print(f"    {c:6s} best {THRESHOLDS[int(np.argmax(v))]:.2f}: {v.max():.3f}")
 
