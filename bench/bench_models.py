@@ -7,8 +7,9 @@ Prints, measured in this one run:
   * the machine's fp32 matmul peak (a large torch.matmul), and for each model the training samples per
     second (forward + backward + Adam) and the share of that peak a training step reaches; the
     samples/s of every model after the first as a ratio to the first's;
-  * with --profile, where a training step's time goes (torch.profiler, top operators, and the
-    share of the step in encoding, decoding, backward and Adam);
+  * with --profile, where a training step's time goes (torch.profiler, top operators, then top
+    operators by input shape, which names the layer, and the share of the step in encoding,
+    decoding, backward and Adam; with --bf16 the profiled step runs under bf16 autocast);
   * with --channels-last, each model's step with contiguous (NCHW) and with channels-last (NHWC) 2D
     feature maps, timed in turn, and the ratio of the two (the camera-aware models use channels-last,
     the study's models contiguous);
@@ -219,10 +220,13 @@ def main() -> None:
             for _ in range(args.steps):
                 train_step(model, optimizer, batch, False)
             report(name, (time.perf_counter() - start) / args.steps)
-        if args.profile:
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                train_step(model, optimizer, batch, False)
+        if args.profile:  # one step, under bf16 autocast with --bf16
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                    train_step(model, optimizer, batch, False)
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+            # by layer: the operators with their input shapes (a convolution's shapes name its layer)
+            print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=8))
             phases = {e.key: e.cpu_time_total for e in prof.key_averages() if e.key in ("encode", "decode", "backward", "adam")}
             total = sum(phases.values())
             print(f"[{name}] step time by phase: " + ", ".join(f"{k} {v / total:.0%}" for k, v in phases.items()))
