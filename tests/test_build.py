@@ -85,7 +85,7 @@ def full_build(tmp_path_factory) -> Path:
 
 def test_a_build_writes_meta_splits_and_complete_objects(full_build):
     meta = json.loads((full_build / "meta.json").read_text())
-    assert meta["format_version"] == 2 and meta["distance_cap"] == pytest.approx(0.1)
+    assert meta["format_version"] == 3 and meta["distance_cap"] == pytest.approx(0.1)
     assert meta["config"]["render"]["views_per_object"] == 3
     assert sorted(meta["objects"]) == object_dirs(full_build)
     assert set(meta["objects"].values()) == {"mug", "bowl", "bottle"}
@@ -98,6 +98,10 @@ def test_a_build_writes_meta_splits_and_complete_objects(full_build):
     distances = np.asarray(reader.distances(), dtype=np.float32)
     assert distances.shape == (3000,) and np.all(np.abs(distances) <= 0.1)
     np.testing.assert_array_equal(distances <= 0, reader.occupancies())  # the sign is the label
+    # the near-surface pool's density relative to the uniform one: high near the surface, 0 far from it
+    density = np.asarray(reader.near_density())
+    assert density.shape == (3000,) and density.dtype == np.float32 and np.all(density >= 0)
+    assert np.median(density[2000:]) > 10.0 and np.all(density[:2000][np.abs(distances[:2000]) >= 0.1] == 0.0)
     assert not list(full_build.glob("*/*" + storage.TMP_SUFFIX))
 
 

@@ -54,7 +54,7 @@ def test_containment_of_a_hollow_shape_and_an_inverted_mesh():
 def pool():
     cfg = OccupancyConfig(n_uniform=8000, n_surface=4000, surface_sigma=0.01, padding=0.1)
     mesh = trimesh.creation.box(extents=(1.0, 0.6, 0.4))
-    points, occ, _ = sample_points(mesh, cfg, np.random.default_rng(7))
+    points, occ, _, _ = sample_points(mesh, cfg, np.random.default_rng(7))
     return cfg, mesh, points, occ
 
 
@@ -84,10 +84,10 @@ def test_uniform_part_fills_the_padded_box_and_the_rest_hugs_the_surface(pool):
 
 def test_sampling_is_deterministic_for_the_same_seed(pool):
     cfg, mesh, points, occ = pool
-    again, occ_again, _ = sample_points(mesh, cfg, np.random.default_rng(7))
+    again, occ_again, _, _ = sample_points(mesh, cfg, np.random.default_rng(7))
     np.testing.assert_array_equal(again, points)
     np.testing.assert_array_equal(occ_again, occ)
-    other, _, _ = sample_points(mesh, cfg, np.random.default_rng(8))
+    other, _, _, _ = sample_points(mesh, cfg, np.random.default_rng(8))
     assert not np.array_equal(other, points)
 
 

@@ -114,6 +114,18 @@ def test_the_soft_iou_loss_is_one_minus_the_iou_of_the_uniform_points():
     assert logits.grad[0, 2] > 0 and logits.grad[0, 0] < 0 and logits.grad[0, 4] == 0
 
 
+def test_the_soft_iou_counts_each_point_by_its_volume_weight():
+    """With importance weights (train.iou_estimator=mixture) a point counts for the volume it stands for:
+    a missed near-surface point of weight 0.5 costs half of what a missed uniform point does."""
+    occupied = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    weights = torch.tensor([[2.0, 2.0, 2.0, 0.5]])
+    sure = lambda labels: 40.0 * (2 * torch.tensor([labels]) - 1)  # noqa: E731
+    assert float(soft_iou_loss(sure([1, 1, 0, 1]), occupied, weights)) < 1e-6
+    assert float(soft_iou_loss(sure([1, 1, 0, 0]), occupied, weights)) == pytest.approx(1 - 4 / 4.5)  # missed 0.5 of 4.5
+    assert float(soft_iou_loss(sure([1, 0, 0, 1]), occupied, weights)) == pytest.approx(1 - 2.5 / 4.5)  # missed 2 of 4.5
+    assert float(soft_iou_loss(sure([1, 1, 1, 1]), occupied, weights)) == pytest.approx(1 - 4.5 / 6.5)  # 2 more outside
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

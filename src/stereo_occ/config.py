@@ -186,6 +186,10 @@ class TrainConfig:
     # Above 1: false positives cost more in that loss (a Tversky index, TP / (TP + a FP + FN)), against
     # the plain soft IoU's pull towards over-filling thin shells.
     iou_false_positive_weight: float = 1.0
+    # Which points estimate the soft IoU's volume: "uniform" (the uniform points alone) or "mixture"
+    # (all of them, each weighted by the inverse density of the mixture that drew it: the same volume
+    # from twice the points and hundreds inside a thin wall; data/mixture.py, docs/training.md "Session 16")
+    iou_estimator: str = "uniform"
 
 
 @dataclass
@@ -313,6 +317,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"model.space_to_depth must be 1 (none) or more (got {cfg.model.space_to_depth})")
     if cfg.train.val_views < 1:
         raise UserError(f"train.val_views must be at least 1 (got {cfg.train.val_views})")
+    if cfg.train.iou_estimator not in ("uniform", "mixture"):
+        raise UserError(f"train.iou_estimator must be uniform or mixture (got {cfg.train.iou_estimator!r})")
     if cfg.train.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"train.lr_schedule must be constant or cosine (got {cfg.train.lr_schedule!r})")
     if cfg.train.precision not in ("auto", "fp32", "bf16"):

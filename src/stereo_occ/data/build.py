@@ -149,7 +149,9 @@ def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer
     if len(mesh.faces) == 0:
         raise UserError(f"{source.origin}: empty mesh")
     renderer.rig.check_object(np.asarray(mesh.vertices), source.origin)
-    points, occ, distances = sample_points(mesh, cfg.occupancy, object_rng(cfg.occupancy.seed, source.object_id, "points"))
+    points, occ, distances, density = sample_points(
+        mesh, cfg.occupancy, object_rng(cfg.occupancy.seed, source.object_id, "points")
+    )
     rng = object_rng(cfg.render.seed, source.object_id, "views")
     n_views = cfg.render.views_per_object
     rotations = random_rotations(n_views, rng)
@@ -182,7 +184,8 @@ def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer
         "inside_share_uniform": float(occ[: cfg.occupancy.n_uniform].mean()) if cfg.occupancy.n_uniform else 0.0,
     }
     storage.write_object(
-        out / source.object_id, info=info, mesh=mesh, points=points, occupancies=occ, distances=distances, views=views
+        out / source.object_id, info=info, mesh=mesh, points=points, occupancies=occ, distances=distances,
+        near_density=density, views=views,
     )
 
 

@@ -19,10 +19,13 @@ from typing import Union
 
 import numpy as np
 import torch
+import trimesh
 from torch.utils.data import Dataset
 
 from ..config import CATEGORIES, DataConfig, DatasetConfig, from_dict
 from ..errors import UserError
+from .mixture import mixture_weights, near_surface_density_ratio
+from .occupancy import box_half_side
 from .storage import FORMAT_VERSION, ObjectReader, is_complete
 from .splits import SPLITS
 
@@ -39,8 +42,8 @@ def read_meta(root: str | Path) -> dict:
         meta = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: unreadable ({exc})") from None
-    if meta.get("format_version") not in (1, FORMAT_VERSION):  # 1 lacks only the distances (storage.py)
-        raise UserError(f"{path}: dataset format {meta.get('format_version')!r}, this version reads 1 and {FORMAT_VERSION}")
+    if meta.get("format_version") not in range(1, FORMAT_VERSION + 1):  # older formats lack only files (storage.py)
+        raise UserError(f"{path}: dataset format {meta.get('format_version')!r}, this version reads 1 to {FORMAT_VERSION}")
     return meta
 
 
@@ -80,6 +83,7 @@ class StereoOccupancyDataset(Dataset):
         load_depth: bool = False,
         load_distances: bool = False,
         uniform_only: bool = False,
+        volume_weights: bool = False,
     ):
         self.root = Path(root)
         self.meta = read_meta(self.root)
@@ -119,6 +123,8 @@ class StereoOccupancyDataset(Dataset):
         self.load_depth = load_depth
         self.load_distances = load_distances
         self.uniform_only = uniform_only
+        self.volume_weights = volume_weights
+        self._weights: dict[int, np.ndarray] = {}  # per object, computed on first use (data/mixture.py)
         self.epoch = 0
 
     @classmethod
@@ -144,6 +150,7 @@ class StereoOccupancyDataset(Dataset):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["objects"] = [str(o.folder) for o in self.objects]
+        state["_weights"] = {}
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -174,6 +181,22 @@ class StereoOccupancyDataset(Dataset):
             idx.sort()
         return idx
 
+    def _pool_weights(self, object_index: int) -> np.ndarray:
+        """The importance weight of each pool point of an object (data/mixture.py), cached."""
+        weights = self._weights.get(object_index)
+        if weights is None:
+            obj = self.objects[object_index]
+            ratio = obj.near_density()
+            if ratio is None:  # built before format 3: fresh samples of the stored mesh, as many as the pool's
+                occupancy = dataset_config(self.root).occupancy
+                seed = int(np.random.default_rng([self.seed, object_index]).integers(2**31))
+                surface, _ = trimesh.sample.sample_surface(obj.mesh(), max(occupancy.n_surface, 1), seed=seed)
+                ratio = near_surface_density_ratio(np.asarray(obj.points(), dtype=np.float64), surface,
+                                                   occupancy.surface_sigma, box_half_side(occupancy))
+            weights = mixture_weights(np.asarray(ratio, dtype=np.float32), self.near_surface_share)
+            self._weights[object_index] = weights
+        return weights
+
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < len(self):
             raise IndexError(i)
@@ -197,6 +220,8 @@ class StereoOccupancyDataset(Dataset):
             "object_index": torch.tensor(object_index, dtype=torch.int64),
             "view": torch.tensor(view, dtype=torch.int64),
         }
+        if self.volume_weights:
+            item["volume_weight"] = torch.from_numpy(self._pool_weights(object_index)[idx])
         if self.load_distances:  # signed distances to the surface, object units (the rotation keeps them)
             item["distances"] = torch.from_numpy(np.asarray(obj.distances()[idx], dtype=np.float32))
         if self.load_depth:

@@ -28,6 +28,7 @@ import numpy as np
 import trimesh
 
 from ..config import OccupancyConfig
+from .mixture import near_surface_density_ratio
 
 # Query in chunks so memory stays flat for very large pools.
 _CHUNK = 200_000
@@ -84,9 +85,12 @@ def label_points(mesh: trimesh.Trimesh, points: np.ndarray, cap: float = DISTANC
 
 def sample_points(
     mesh: trimesh.Trimesh, cfg: OccupancyConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pool of one object: float32 (N, 3) points (uniform first, then near-surface), bool labels
-    and float32 signed distances clipped at ``DISTANCE_CAP`` (:func:`label_points`).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pool of one object: float32 (N, 3) points (uniform first, then near-surface), bool labels,
+    float32 signed distances clipped at ``DISTANCE_CAP`` (:func:`label_points`), and float32 the
+    near-surface pool's sampling density at each point relative to the uniform pool's
+    (:func:`~stereo_occ.data.mixture.near_surface_density_ratio`, exact: from the very surface
+    samples the near points were drawn around), which importance-weights a mixed sample.
 
     Every coordinate is exactly representable in float16, so storing the pool as float16 loses
     nothing and the labels stay exact. Deterministic for a given ``rng`` state.
@@ -99,6 +103,7 @@ def sample_points(
         surface, _ = trimesh.sample.sample_surface(mesh, cfg.n_surface, seed=seed)
         near = surface + rng.normal(0.0, cfg.surface_sigma, size=surface.shape)
     else:
-        near = np.zeros((0, 3))
+        surface = near = np.zeros((0, 3))
     points = np.concatenate([uniform, near]).astype(np.float16).astype(np.float32)
-    return (points, *label_points(mesh, points))
+    density = near_surface_density_ratio(points, surface, cfg.surface_sigma, half)
+    return (points, *label_points(mesh, points), density)

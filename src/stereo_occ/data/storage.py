@@ -11,6 +11,9 @@ An object folder (``<dataset>/<category>/<name>/``, its id is ``<category>/<name
 ``distances.npy``      float16 (N,) signed distances to the surface (negative inside), clipped at
                        ``meta.json``'s ``distance_cap`` (format 2; ``stereo-occ dataset`` adds
                        them to a format-1 dataset in place)
+``near_density.npy``   float32 (N,) the near-surface pool's sampling density at each point relative
+                       to the uniform pool's (format 3; data/mixture.py): what importance-weights a
+                       mixed sample (``train.iou_estimator=mixture``)
 ``views.npz``          per view: ``rotations`` (V, 3, 3), ``K`` (V, 2, 3, 3),
                        ``world_to_cam`` (V, 2, 4, 4, OpenCV, rig frame -> camera),
                        ``lighting`` (V, L) the drawn light/material parameters,
@@ -40,10 +43,12 @@ from PIL import Image
 
 from ..errors import UserError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Version of the dataset layout (meta.json and the object folders); bump on incompatible changes.
 
-2 added ``distances.npy``; a format-1 dataset reads as before, and rebuilding it over itself adds them."""
+2 added ``distances.npy``; a format-1 dataset reads as before, and rebuilding it over itself adds them.
+3 added ``near_density.npy``; a dataset of format 1 or 2 reads as before, and a run that needs the
+densities estimates them from the stored meshes."""
 
 DEPTH_SCALE = 10_000.0
 """Depth PNG units per object unit (0.1 mm for a 10 cm object); 16 bits cover 6.5 object units."""
@@ -87,6 +92,7 @@ def write_object(
     points: np.ndarray,
     occupancies: np.ndarray,
     distances: np.ndarray,
+    near_density: np.ndarray,
     views: Views,
 ) -> None:
     """Write a whole object folder atomically (temporary folder, then rename)."""
@@ -104,6 +110,7 @@ def write_object(
     np.save(tmp / "points.npy", points.astype(np.float16))
     np.save(tmp / "occupancies.npy", np.packbits(occupancies.astype(bool)))
     np.save(tmp / "distances.npy", distances.astype(np.float16))
+    np.save(tmp / "near_density.npy", near_density.astype(np.float32))
     offsets = np.zeros(len(views.pngs) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(p) for p in views.pngs])
     with open(tmp / "renders.bin", "wb") as f:
@@ -230,6 +237,12 @@ class ObjectReader:
                 )
             self._distances = np.load(self.folder / "distances.npy", mmap_mode="r")
         return self._distances
+
+    def near_density(self) -> np.ndarray | None:
+        """float32 (N,) memory-mapped near-surface sampling density of :meth:`points` relative to the
+        uniform one (format 3), or None for an object built before it."""
+        path = self.folder / "near_density.npy"
+        return np.load(path, mmap_mode="r") if path.is_file() else None
 
     def mesh(self) -> trimesh.Trimesh:
         return trimesh.load(self.folder / "mesh.ply", force="mesh", process=False)

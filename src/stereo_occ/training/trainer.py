@@ -169,7 +169,8 @@ def open_datasets(cfg: Config, root: Path) -> tuple[Dataset, Dataset | None]:
         raise UserError(f"{root}: the train split is empty")
     views: Any = cfg.train.train_views if cfg.train.train_views > 0 else "all"
     train_set = StereoOccupancyDataset.from_config(
-        root, "train", cfg.data, views=views, load_distances=cfg.train.distance_weight > 0
+        root, "train", cfg.data, views=views, load_distances=cfg.train.distance_weight > 0,
+        volume_weights=cfg.train.iou_weight > 0 and cfg.train.iou_estimator == "mixture",
     )
     if cfg.train.train_objects > 0:
         per_object = len(train_set) // len(train_set.objects)
@@ -276,8 +277,12 @@ def _write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=1))
 
 
-def soft_iou_loss(logits: Tensor, occupied: Tensor, uniform: Tensor, false_positive_weight: float = 1.0) -> Tensor:
-    """One minus the soft IoU of each sample's uniform points, averaged over the batch.
+def soft_iou_loss(logits: Tensor, occupied: Tensor, weights: Tensor, false_positive_weight: float = 1.0) -> Tensor:
+    """One minus the soft IoU of each sample's points, each weighted, averaged over the batch.
+
+    ``weights`` (B, N) is what each point counts for in the volume: the uniform mask (1 on uniform
+    points, 0 on near-surface ones; ``train.iou_estimator=uniform``), or the importance weights of
+    data/mixture.py, which estimate the same volume from all the points (``mixture``).
 
     On the uniform points the soft IoU estimates the sample's volumetric IoU, so each object weighs
     the same whatever its volume: a bowl filling 2% of the box counts as much as a bottle filling
@@ -286,12 +291,12 @@ def soft_iou_loss(logits: Tensor, occupied: Tensor, uniform: Tensor, false_posit
     the plain IoU's gradient favours recall (raising an inside point gains more than lowering one
     false positive), which over-fills thin shells; a > 1 weighs the false positives up.
     """
-    p = torch.sigmoid(logits) * uniform
-    y = occupied * uniform
-    intersection = (p * y).sum(1)
-    union = (p + y - p * y).sum(1)  # TP + FP + FN
+    p = torch.sigmoid(logits)
+    y = occupied
+    intersection = (weights * p * y).sum(1)
+    union = (weights * (p + y - p * y)).sum(1)  # TP + FP + FN
     if false_positive_weight != 1.0:
-        union = union + (false_positive_weight - 1.0) * (p * (1 - y)).sum(1)
+        union = union + (false_positive_weight - 1.0) * (weights * p * (1 - y)).sum(1)
     return (1.0 - (intersection + 1e-6) / (union + 1e-6)).mean()
 
 
@@ -570,8 +575,9 @@ class _Run:
             target = batch["distances"].to(device, non_blocking=True).clamp(-tau, tau)
             terms["distance_loss"] = (distance.float().clamp(-tau, tau) - target).abs().mean() / tau
         if tc.iou_weight > 0:
-            uniform = batch["uniform"].to(device, non_blocking=True)
-            terms["iou_loss"] = soft_iou_loss(logits, occ, uniform, tc.iou_false_positive_weight)
+            key = "volume_weight" if tc.iou_estimator == "mixture" else "uniform"
+            weights = batch[key].to(device, non_blocking=True).to(occ.dtype)
+            terms["iou_loss"] = soft_iou_loss(logits, occ, weights, tc.iou_false_positive_weight)
         return terms
 
     def _set_learning_rate(self) -> None:
