@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from stereo_occ.config import CATEGORIES, DataConfig, DatasetConfig
-from stereo_occ.data.dataset import StereoOccupancyDataset, dataset_config, read_meta, read_split
+from stereo_occ.data.dataset import (
+    StereoOccupancyDataset,
+    dataset_config,
+    read_meta,
+    read_split,
+)
 from stereo_occ.data.rig import project
 from stereo_occ.errors import UserError
 

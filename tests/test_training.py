@@ -96,6 +96,27 @@ def test_a_distance_head_and_the_soft_iou_learn_beside_the_occupancy(tiny_datase
     assert model.predicts_distance
 
 
+def test_the_importance_weighted_soft_iou_trains_from_the_stored_densities(tiny_dataset, tmp_path):
+    """train.iou_estimator=mixture: the run asks the dataset for each point's volume weight and logs the
+    soft IoU over all points; the same steps with the uniform estimator give another loss."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def iou_losses(estimator: str) -> list[float]:
+        out = tmp_path / estimator
+        cfg = small_config(
+            "model.name=rig-stereo", "train.iou_weight=1", f"train.iou_estimator={estimator}",
+            "train.iterations=6", "train.val_every=6", "train.checkpoint_every=6",
+        )
+        train(cfg, tiny_dataset, out)
+        events = EventAccumulator(str(out / "tensorboard"))
+        events.Reload()
+        return [e.value for e in events.Scalars("train/iou_loss")]
+
+    mixture, uniform = iou_losses("mixture"), iou_losses("uniform")
+    assert len(mixture) == 6 and all(0.0 < v <= 1.0 for v in mixture)
+    assert mixture != uniform
+
+
 def test_the_soft_iou_loss_is_one_minus_the_iou_of_the_uniform_points():
     occupied = torch.tensor([[1.0, 1.0, 0.0, 0.0, 1.0]])
     uniform = torch.tensor([[True, True, True, True, False]])

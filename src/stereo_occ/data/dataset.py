@@ -26,9 +26,8 @@ from ..config import CATEGORIES, DataConfig, DatasetConfig, from_dict
 from ..errors import UserError
 from .mixture import mixture_weights, near_surface_density_ratio
 from .occupancy import box_half_side
-from .storage import FORMAT_VERSION, ObjectReader, is_complete
 from .splits import SPLITS
-
+from .storage import FORMAT_VERSION, ObjectReader, is_complete
 
 ViewsArg = Union[str, int]
 
