@@ -187,7 +187,7 @@ class StereoOccupancyDataset(Dataset):
             obj = self.objects[object_index]
             ratio = obj.near_density()
             if ratio is None:  # built before format 3: fresh samples of the stored mesh, as many as the pool's
-                occupancy = dataset_config(self.root).occupancy
+                occupancy = from_dict(self.meta["config"], DatasetConfig).occupancy  # meta.json, read once at init
                 seed = int(np.random.default_rng([self.seed, object_index]).integers(2**31))
                 surface, _ = trimesh.sample.sample_surface(obj.mesh(), max(occupancy.n_surface, 1), seed=seed)
                 ratio = near_surface_density_ratio(np.asarray(obj.points(), dtype=np.float64), surface,
