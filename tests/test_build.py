@@ -98,10 +98,17 @@ def test_a_build_writes_meta_splits_and_complete_objects(full_build):
     distances = np.asarray(reader.distances(), dtype=np.float32)
     assert distances.shape == (3000,) and np.all(np.abs(distances) <= 0.1)
     np.testing.assert_array_equal(distances <= 0, reader.occupancies())  # the sign is the label
-    # the near-surface pool's density relative to the uniform one: high near the surface, 0 far from it
-    density = np.asarray(reader.near_density())
+    # a training object's near-surface pool density relative to the uniform one: high near the
+    # surface, 0 far from it; objects only evaluated have none (training alone reads it)
+    train_id = (full_build / "splits" / "train.txt").read_text().split()[0]
+    train_reader = storage.ObjectReader(full_build / train_id)
+    density = np.asarray(train_reader.near_density())
+    distances = np.asarray(train_reader.distances(), dtype=np.float32)
     assert density.shape == (3000,) and density.dtype == np.float32 and np.all(density >= 0)
     assert np.median(density[2000:]) > 10.0 and np.all(density[:2000][np.abs(distances[:2000]) >= 0.1] == 0.0)
+    for split in ("val", "test"):
+        for object_id in (full_build / "splits" / f"{split}.txt").read_text().split():
+            assert storage.ObjectReader(full_build / object_id).near_density() is None, object_id
     assert not list(full_build.glob("*/*" + storage.TMP_SUFFIX))
 
 

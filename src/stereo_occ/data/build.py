@@ -143,14 +143,15 @@ def _stored_config(config: object) -> dict | None:
         return None
 
 
-def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer) -> None:
-    """Load, label, render and write one object (atomically) to ``out/<object_id>``."""
+def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer, density: bool = True) -> None:
+    """Load, label, render and write one object (atomically) to ``out/<object_id>``; ``density``:
+    with its pool's near-surface density (what training's importance weights need)."""
     mesh = source.load()
     if len(mesh.faces) == 0:
         raise UserError(f"{source.origin}: empty mesh")
     renderer.rig.check_object(np.asarray(mesh.vertices), source.origin)
-    points, occ, distances, density = sample_points(
-        mesh, cfg.occupancy, object_rng(cfg.occupancy.seed, source.object_id, "points")
+    points, occ, distances, near_density = sample_points(
+        mesh, cfg.occupancy, object_rng(cfg.occupancy.seed, source.object_id, "points"), density=density
     )
     rng = object_rng(cfg.render.seed, source.object_id, "views")
     n_views = cfg.render.views_per_object
@@ -185,7 +186,7 @@ def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer
     }
     storage.write_object(
         out / source.object_id, info=info, mesh=mesh, points=points, occupancies=occ, distances=distances,
-        near_density=density, views=views,
+        near_density=near_density, views=views,
     )
 
 
@@ -205,9 +206,9 @@ def add_distances(folder: Path) -> None:
 _worker_state: dict = {}
 
 
-def _worker_init(cfg: DatasetConfig, out: Path) -> None:
+def _worker_init(cfg: DatasetConfig, out: Path, train: frozenset[str]) -> None:
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-    _worker_state.update(cfg=cfg, out=out, renderer=StereoRenderer(cfg.rig, cfg.render))
+    _worker_state.update(cfg=cfg, out=out, train=train, renderer=StereoRenderer(cfg.rig, cfg.render))
 
 
 def _safe_build(source) -> tuple[str, str, str | None]:
@@ -217,7 +218,8 @@ def _safe_build(source) -> tuple[str, str, str | None]:
         if storage.is_complete(folder):
             add_distances(folder)
             return source.object_id, "upgraded", None
-        build_object(source, _worker_state["cfg"], _worker_state["out"], _worker_state["renderer"])
+        build_object(source, _worker_state["cfg"], _worker_state["out"], _worker_state["renderer"],
+                     density=source.object_id in _worker_state["train"])
         return source.object_id, "built", None
     except UserError as exc:
         return source.object_id, "failed", str(exc)
@@ -257,6 +259,7 @@ def build_dataset(
     if split is not None:
         wanted = set(splits[split])
         mine = [s for s in mine if s.object_id in wanted]
+    train = frozenset(splits["train"])  # the objects whose densities training reads
     summary = BuildSummary()
     todo = []
     for source in mine:
@@ -272,7 +275,7 @@ def build_dataset(
     bar = tqdm(total=len(todo), desc="objects", unit="obj", disable=not todo)
     try:
         if workers == 1 or len(todo) <= 1:
-            _worker_init(dcfg, out)
+            _worker_init(dcfg, out, train)
             try:
                 results = map(_safe_build, todo)
                 _collect(results, summary, bar)
@@ -281,7 +284,7 @@ def build_dataset(
         else:
             # spawn: EGL contexts and forked OpenGL state do not mix.
             ctx = mp.get_context("spawn")
-            with ctx.Pool(min(workers, len(todo)), initializer=_worker_init, initargs=(dcfg, out)) as pool:
+            with ctx.Pool(min(workers, len(todo)), initializer=_worker_init, initargs=(dcfg, out, train)) as pool:
                 _collect(pool.imap_unordered(_safe_build, todo), summary, bar)
     finally:
         bar.close()

@@ -84,13 +84,14 @@ def label_points(mesh: trimesh.Trimesh, points: np.ndarray, cap: float = DISTANC
 
 
 def sample_points(
-    mesh: trimesh.Trimesh, cfg: OccupancyConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    mesh: trimesh.Trimesh, cfg: OccupancyConfig, rng: np.random.Generator, density: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """The pool of one object: float32 (N, 3) points (uniform first, then near-surface), bool labels,
     float32 signed distances clipped at ``DISTANCE_CAP`` (:func:`label_points`), and float32 the
     near-surface pool's sampling density at each point relative to the uniform pool's
     (:func:`~stereo_occ.data.mixture.near_surface_density_ratio`, exact: from the very surface
-    samples the near points were drawn around), which importance-weights a mixed sample.
+    samples the near points were drawn around), which importance-weights a mixed sample; None with
+    ``density=False`` (only training reads it, and it is half the labelling's cost).
 
     Every coordinate is exactly representable in float16, so storing the pool as float16 loses
     nothing and the labels stay exact. Deterministic for a given ``rng`` state.
@@ -105,5 +106,5 @@ def sample_points(
     else:
         surface = near = np.zeros((0, 3))
     points = np.concatenate([uniform, near]).astype(np.float16).astype(np.float32)
-    density = near_surface_density_ratio(points, surface, cfg.surface_sigma, half)
-    return (points, *label_points(mesh, points), density)
+    ratio = near_surface_density_ratio(points, surface, cfg.surface_sigma, half) if density else None
+    return (points, *label_points(mesh, points), ratio)

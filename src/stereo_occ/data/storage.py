@@ -13,7 +13,7 @@ An object folder (``<dataset>/<category>/<name>/``, its id is ``<category>/<name
                        them to a format-1 dataset in place)
 ``near_density.npy``   float32 (N,) the near-surface pool's sampling density at each point relative
                        to the uniform pool's (format 3; data/mixture.py): what importance-weights a
-                       mixed sample (``train.iou_estimator=mixture``)
+                       mixed sample (``train.iou_estimator=mixture``); training objects only
 ``views.npz``          per view: ``rotations`` (V, 3, 3), ``K`` (V, 2, 3, 3),
                        ``world_to_cam`` (V, 2, 4, 4, OpenCV, rig frame -> camera),
                        ``lighting`` (V, L) the drawn light/material parameters,
@@ -92,10 +92,11 @@ def write_object(
     points: np.ndarray,
     occupancies: np.ndarray,
     distances: np.ndarray,
-    near_density: np.ndarray,
+    near_density: np.ndarray | None,
     views: Views,
 ) -> None:
-    """Write a whole object folder atomically (temporary folder, then rename)."""
+    """Write a whole object folder atomically (temporary folder, then rename); ``near_density`` None
+    writes none (an object only evaluated never needs it)."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + TMP_SUFFIX)
     if tmp.exists():
@@ -110,7 +111,8 @@ def write_object(
     np.save(tmp / "points.npy", points.astype(np.float16))
     np.save(tmp / "occupancies.npy", np.packbits(occupancies.astype(bool)))
     np.save(tmp / "distances.npy", distances.astype(np.float16))
-    np.save(tmp / "near_density.npy", near_density.astype(np.float32))
+    if near_density is not None:
+        np.save(tmp / "near_density.npy", near_density.astype(np.float32))
     offsets = np.zeros(len(views.pngs) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(p) for p in views.pngs])
     with open(tmp / "renders.bin", "wb") as f:
@@ -240,7 +242,7 @@ class ObjectReader:
 
     def near_density(self) -> np.ndarray | None:
         """float32 (N,) memory-mapped near-surface sampling density of :meth:`points` relative to the
-        uniform one (format 3), or None for an object built before it."""
+        uniform one (format 3), or None for an object built before it or outside the train split."""
         path = self.folder / "near_density.npy"
         return np.load(path, mmap_mode="r") if path.is_file() else None
 
