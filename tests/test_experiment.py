@@ -111,11 +111,7 @@ def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
     shutil.copytree(tiny_dataset, out / "dataset")
     real = two_mesh_folder(tmp_path / "my meshes")
     cfg = tiny_config(*FAST, f"experiment.real_meshes={real}", "experiment.real_views_per_object=2")
-    returned = run_experiment(cfg, out, workers=2)  # trainings and evaluations side by side
-    log = capsys.readouterr().out
-    assert "running 6 job(s), 2 at a time" in log and "train stereo: done in" in log
-    for job in ("train-mono", "train-stereo", "evaluate-stereo", "evaluate-on-real-meshes-mono"):
-        assert (out / "logs" / f"{job}.log").stat().st_size > 0, job  # each job's output in its log
+    returned = run_experiment(cfg, out)
 
     results = json.loads((out / "results.json").read_text())
     assert results == json.loads(json.dumps(returned))

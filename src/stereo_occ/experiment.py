@@ -13,8 +13,6 @@ is already complete, so re-running the same command after an interruption (or af
                    metric this version reports
 ``D/real``         the real-mesh folder (``experiment.real_meshes``) as a test-only dataset
                    (``D/real/dataset``) and every model's evaluation on it (``D/real/eval/<name>``)
-``D/logs``         with ``--workers`` above 1, trainings and evaluations run side by side, one
-                   process each (:mod:`stereo_occ.jobs`); each one's output goes to its log here
 ``D/figure``       per category, test objects seen from their left camera: input, ground truth
                    and every model's mesh (PNG renders, ``figure.json``, ``figure.png``)
 ``D/results.json`` the numbers with 95% bootstrap intervals over objects and paired differences
@@ -40,7 +38,6 @@ import numpy as np
 from .config import CATEGORIES, Config, model_config, to_dict
 from .errors import UserError
 from .files import write_atomic
-from .jobs import Job, run_jobs
 
 FIGURE_SIZE = 192  # pixels per figure cell: the object is zoomed to fill it
 STAGES = 7
@@ -140,29 +137,19 @@ def training_finished(run: Path, cfg: Config) -> bool:
     )
 
 
-def _train(cfg: Config, dataset: Path, run: Path) -> None:
+def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
     from .training.trainer import train
 
-    train(cfg, dataset, run, resume=True)  # resume=True also starts a fresh run when there is nothing to resume
-
-
-def _evaluate(checkpoint: Path, dataset: Path, folder: Path, eval_cfg) -> None:
-    from .evaluation.evaluate import evaluate_checkpoint
-
-    evaluate_checkpoint(checkpoint, dataset, split="test", out=folder, eval_cfg=eval_cfg, workers=1)
-
-
-class _TrainingProgress:
-    """How far a training job has got, from the last line of the metrics.csv it appends to."""
-
-    def __init__(self, run: Path, iterations: int):
-        self.path, self.iterations = run / "metrics.csv", iterations
-
-    def __call__(self) -> str:
-        with open(self.path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 256))
-            last = f.read().decode(errors="replace").strip().splitlines()[-1]
-        return f"{int(last.split(',')[0])}/{self.iterations}"
+    for i, name in enumerate(cfg.experiment.models):
+        run = runs / name
+        model_cfg = model_config(cfg, name)
+        if training_finished(run, model_cfg):
+            _stage(2, f"train {name}: finished ({run / 'summary.json'}), skipped")
+            continue
+        resuming = (run / "model_last.pt").exists()
+        _stage(2, f"train {name} ({i + 1}/{len(cfg.experiment.models)}) -> {run}" + (" (resuming)" if resuming else ""))
+        # resume=True also starts a fresh run when there is nothing to resume.
+        train(model_cfg, dataset, run, resume=True)
 
 
 def _eval_settings(eval_cfg: dict) -> dict:
@@ -193,6 +180,24 @@ def evaluation_current(folder: Path, checkpoint: Path, cfg: Config, dataset: Pat
     )
 
 
+def evaluate_stage(
+    cfg: Config, dataset: Path, runs: Path, evals: Path, workers: int = 1, stage: int = 3, what: str = "the test split"
+) -> dict[str, dict]:
+    from .evaluation.evaluate import evaluate_checkpoint
+
+    results = {}
+    for name in cfg.experiment.models:
+        checkpoint = runs / name / "model_best.pt"
+        folder = evals / name
+        if evaluation_current(folder, checkpoint, cfg, dataset):
+            _stage(stage, f"evaluate {name} on {what}: up to date ({folder / 'metrics.json'}), skipped")
+        else:
+            _stage(stage, f"evaluate {name} on {what} -> {folder}")
+            evaluate_checkpoint(checkpoint, dataset, split="test", out=folder, eval_cfg=cfg.eval, workers=workers)
+        results[name] = json.loads((folder / "metrics.json").read_text())
+    return results
+
+
 @dataclasses.dataclass
 class RealMeshes:
     """The real-mesh folder as a test-only dataset with the study's rig (``experiment.real_meshes``)."""
@@ -220,61 +225,15 @@ def real_meshes_source(cfg: Config, out: Path) -> tuple[RealMeshes | None, str]:
     return RealMeshes(real_cfg, folder, out / "real" / "dataset"), str(folder)
 
 
-def study_jobs(cfg: Config, out: Path, real: RealMeshes | None, real_why: str) -> list[Job]:
-    """Stages 2 to 4 as jobs: every training that has not finished, and every evaluation (test split,
-    real meshes) that is not up to date, each after its model's training. Prints what each stage
-    will do and what it skips."""
-    dataset, runs, logs = out / "dataset", out / "runs", out / "logs"
+def real_meshes_stage(real: RealMeshes | None, why: str, out: Path, runs: Path, workers: int) -> dict[str, dict] | None:
+    """Every model on the real meshes, whose dataset stage 1 built (so that a mesh the rig cannot hold
+    fails before any training); None when there is no folder (``why`` says so)."""
     if real is None:
-        _stage(4, f"real meshes: {real_why}, skipped")
-    evaluations = [(3, "the test split", cfg, dataset, out / "eval", "evaluate")]
-    if real is not None:
-        what = f"the real meshes ({real.folder})"
-        evaluations.append((4, what, real.cfg, real.dataset, out / "real" / "eval", "evaluate on real meshes"))
-    jobs = []
-    for i, name in enumerate(cfg.experiment.models):
-        run = runs / name
-        model_cfg = model_config(cfg, name)
-        trained = training_finished(run, model_cfg)
-        if trained:
-            _stage(2, f"train {name}: finished ({run / 'summary.json'}), skipped")
-        else:
-            resuming = " (resuming)" if (run / "model_last.pt").exists() else ""
-            _stage(2, f"train {name} ({i + 1}/{len(cfg.experiment.models)}) -> {run}{resuming}")
-            jobs.append(
-                Job(
-                    f"train {name}", _train, (model_cfg, dataset, run),
-                    weight=float(model_cfg.train.iterations), log=logs / f"train-{name}.log",
-                    progress=_TrainingProgress(run, model_cfg.train.iterations),
-                )
-            )
-        checkpoint = run / "model_best.pt"
-        for stage, what, eval_cfg, data, evals, verb in evaluations:
-            folder = evals / name
-            if trained and evaluation_current(folder, checkpoint, eval_cfg, data):
-                _stage(stage, f"evaluate {name} on {what}: up to date ({folder / 'metrics.json'}), skipped")
-                continue
-            _stage(stage, f"evaluate {name} on {what} -> {folder}")
-            jobs.append(
-                Job(
-                    f"{verb} {name}", _evaluate, (checkpoint, data, folder, eval_cfg.eval),
-                    after=() if trained else (f"train {name}",), log=logs / f"{verb.replace(' ', '-')}-{name}.log",
-                )
-            )
-    return jobs
-
-
-def job_workers(workers: int) -> int:
-    """How many jobs run side by side: ``workers`` on the CPU; one on a GPU, which every training
-    would share (the trainings and evaluations there run one after another)."""
-    import torch
-
-    return 1 if torch.cuda.is_available() else workers
-
-
-def read_evaluations(cfg: Config, evals: Path) -> dict[str, dict]:
-    """Every model's ``metrics.json`` in ``evals``."""
-    return {name: json.loads((evals / name / "metrics.json").read_text()) for name in cfg.experiment.models}
+        _stage(4, f"real meshes: {why}, skipped")
+        return None
+    _stage(4, f"real meshes: {real.folder} -> {out / 'real' / 'eval'}")
+    what = f"the real meshes ({real.folder})"
+    return evaluate_stage(real.cfg, real.dataset, runs, out / "real" / "eval", workers, stage=4, what=what)
 
 
 def _figure_objects(metrics: dict, per_category: int) -> list[dict]:
@@ -527,13 +486,9 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
     real_meshes, real_source = real_meshes_source(cfg, out)
     if real_meshes is not None:
         build_stage(real_meshes.cfg, real_meshes.dataset, workers)
-    jobs = study_jobs(cfg, out, real_meshes, real_source)
-    if jobs:
-        side_by_side = job_workers(workers)
-        print(f"running {len(jobs)} job(s), {side_by_side} at a time", flush=True)
-        run_jobs(jobs, side_by_side)
-    metrics = read_evaluations(cfg, evals)
-    real = read_evaluations(cfg, out / "real" / "eval") if real_meshes is not None else None
+    train_stage(cfg, dataset, runs)
+    metrics = evaluate_stage(cfg, dataset, runs, evals, workers)
+    real = real_meshes_stage(real_meshes, real_source, out, runs, workers)
     figure = figure_stage(cfg, dataset, evals, out / "figure", metrics)
 
     _stage(6, f"results -> {out / 'results.json'}")

@@ -115,6 +115,16 @@ def occupancy_query(
     return query
 
 
+def inference_dtype(model: torch.nn.Module, precision: str) -> torch.dtype | None:
+    """The autocast dtype for ``eval.precision`` (None: fp32): ``auto`` is what training's ``auto``
+    picks for this model on its device, so a model that trained and validated in bf16 is evaluated
+    in bf16, and the study's models, which train in fp32 on the CPU, in fp32."""
+    from ..training.distributed import autocast_dtype
+
+    # a module outside the registry (a test's oracle) that does not say is taken to need fp32
+    return autocast_dtype(precision, model_device(model), bool(getattr(model, "trains_well_in_bf16", False)))
+
+
 @torch.inference_mode()
 def encode_pair(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, cameras: Cameras) -> Any:
     """The conditioning of one stereo pair given as float (3, H, W) tensors in [0, 1] and its cameras."""
@@ -172,23 +182,26 @@ def evaluate_item(
 ) -> tuple[ObjectResult, object]:
     """All metrics of one dataset item, and its predicted mesh (rig frame).
 
-    ``eval_cfg.threshold`` None (no checkpoint to take one from) means ONet's 0.2.
+    ``eval_cfg.threshold`` None (no checkpoint to take one from) means ONet's 0.2; the network runs
+    at ``eval_cfg.precision`` (:func:`inference_dtype`).
     """
+    from ..training.distributed import autocast
+
     start = time.perf_counter()
     eval_cfg = resolved(eval_cfg, None)
     cameras = Cameras.from_batch(item)
-    code = encode_pair(model, item["left"], item["right"], cameras)
     rotation = item["rotation"].numpy().astype(np.float64)
-    probs = decode_probs(model, code, truth.points @ rotation.T, eval_cfg.batch_points)
-
-    mesh, n_queries = extract_mesh(
-        occupancy_query(model, code, eval_cfg.batch_points, rotation=rotation),
-        resolution=eval_cfg.mise_resolution,
-        steps=eval_cfg.mise_steps,
-        threshold=eval_cfg.threshold,
-        box=box,
-        batch_points=eval_cfg.batch_points,
-    )  # object frame: the grid follows the object's box
+    with autocast(model_device(model), inference_dtype(model, eval_cfg.precision)):
+        code = encode_pair(model, item["left"], item["right"], cameras)
+        probs = decode_probs(model, code, truth.points @ rotation.T, eval_cfg.batch_points)
+        mesh, n_queries = extract_mesh(
+            occupancy_query(model, code, eval_cfg.batch_points, rotation=rotation),
+            resolution=eval_cfg.mise_resolution,
+            steps=eval_cfg.mise_steps,
+            threshold=eval_cfg.threshold,
+            box=box,
+            batch_points=eval_cfg.batch_points,
+        )  # object frame: the grid follows the object's box
     predicted = None if is_empty(mesh) else SurfaceSample.from_mesh(mesh, eval_cfg.n_surface_points, seed=seed + 1)
     surface = compare_surfaces(predicted, truth.surface, eval_cfg.fscore_tau)
     volume_precision, volume_recall = volume_precision_recall(probs, truth.occupied, eval_cfg.threshold)

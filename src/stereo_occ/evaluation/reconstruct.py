@@ -39,8 +39,9 @@ from ..config import Config, ConfigChanges, EvalConfig, ReconstructConfig
 from ..data.rig import StereoRig
 from ..errors import UserError
 from ..models.cameras import Cameras
+from ..training.distributed import autocast
 from .calibration import Calibration, differences_from_rig, load_calibration
-from .evaluate import decode_probs, default_device, encode_pair
+from .evaluate import decode_probs, default_device, encode_pair, inference_dtype, model_device
 from .mise import MESH_SUFFIXES, extract_mesh, save_mesh
 from .pairs import Pair, find_pairs
 from .simplify import simplify_mesh
@@ -259,15 +260,16 @@ class Reconstructor:
             self.check_calibration(calibration, *left.size)
         left_arr, right_arr = self.prepare(left, right)
         to_tensor = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1).float() / 255.0  # noqa: E731
-        code = encode_pair(self.model, to_tensor(left_arr), to_tensor(right_arr), self.cameras(calibration))
-        mesh, _ = extract_mesh(
-            self.occupancy(code),
-            resolution=self.resolution,
-            steps=self.mise_steps,
-            threshold=self.eval_cfg.threshold,
-            box=self.box,
-            batch_points=self.eval_cfg.batch_points,
-        )
+        with autocast(model_device(self.model), inference_dtype(self.model, self.eval_cfg.precision)):
+            code = encode_pair(self.model, to_tensor(left_arr), to_tensor(right_arr), self.cameras(calibration))
+            mesh, _ = extract_mesh(
+                self.occupancy(code),
+                resolution=self.resolution,
+                steps=self.mise_steps,
+                threshold=self.eval_cfg.threshold,
+                box=self.box,
+                batch_points=self.eval_cfg.batch_points,
+            )
         return mesh
 
     def reconstruct(
