@@ -19,11 +19,13 @@ from stereo_occ.evaluation.evaluate import (
     ObjectTruth,
     evaluate_checkpoint,
     evaluate_item,
+    inference_dtype,
     select_objects,
 )
 from stereo_occ.errors import UserError
 from stereo_occ.models import build_model
 from stereo_occ.training.checkpoint import save_checkpoint
+from stereo_occ.training.distributed import cpu_computes_bf16
 
 from conftest import tiny_config
 
@@ -78,6 +80,38 @@ def test_oracle_scores_perfectly_in_the_rig_frame(tiny_dataset):
     # The predicted mesh is in the rig frame: it contains the view's occupied (rig-frame) points.
     occupied = item["points"].numpy()[item["occupancies"].numpy() > 0.5]
     assert inside(mesh, occupied).mean() > 0.95
+
+
+def test_evaluation_runs_the_network_in_the_precision_it_trained_in(tiny_dataset):
+    """eval.precision=auto is training's auto: bf16 for the camera-aware models on a CPU with native
+    bf16, fp32 for the study's; evaluate_item decodes in it, and bf16 moves the numbers only a little."""
+    rig_cfg = tiny_config("model.name=rig-stereo", "model.hidden_dim=16", "model.n_blocks=1", "model.image_channels=8",
+                          "model.volume_channels=8", "model.volume_resolution=8")
+    mono_cfg = tiny_config("model.name=mono", "model.code_dim=16", "model.hidden_dim=16", "model.n_blocks=1")
+    rig_cfg.dataset = mono_cfg.dataset = dataset_config(tiny_dataset)
+    torch.manual_seed(0)
+    rig, mono = build_model(rig_cfg.model, rig_cfg.dataset.rig), build_model(mono_cfg.model, mono_cfg.dataset.rig)
+    assert inference_dtype(mono, "auto") is None
+    assert inference_dtype(rig, "auto") == (torch.bfloat16 if cpu_computes_bf16() else None)
+    assert inference_dtype(rig, "fp32") is None and inference_dtype(mono, "bf16") == torch.bfloat16
+
+    data = StereoOccupancyDataset(tiny_dataset, "test", points_per_sample=0, uniform_only=True, views=1)
+    truth = ObjectTruth.from_object(data.objects[0], FAST_EVAL)
+    box = box_half_side(dataset_config(tiny_dataset).occupancy)
+    decoder_dtypes: list[torch.dtype] = []
+    last_linear = [m for m in rig.modules() if isinstance(m, torch.nn.Linear)][-1]
+    last_linear.register_forward_hook(lambda module, args, out: decoder_dtypes.append(out.dtype))
+    results = {}
+    for precision in ("fp32", "bf16"):
+        decoder_dtypes.clear()
+        eval_cfg = replace(FAST_EVAL, precision=precision, threshold=0.5)
+        results[precision], _ = evaluate_item(rig.eval(), data[0], truth, eval_cfg, box,
+                                              object_id=data.object_ids[0], category=data.categories[0])
+        expected = torch.float32 if precision == "fp32" else torch.bfloat16
+        assert decoder_dtypes and set(decoder_dtypes) == {expected}, precision
+    assert results["bf16"].iou == pytest.approx(results["fp32"].iou, abs=0.05)
+    with pytest.raises(UserError, match="eval.precision"):
+        tiny_config("eval.precision=half")
 
 
 @pytest.mark.slow
