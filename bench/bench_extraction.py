@@ -57,6 +57,7 @@ from stereo_occ.evaluation.evaluate import (
     decode_probs,
     encode_pair,
     evaluate_item,
+    inference_dtype,
     occupancy_query,
     select_objects,
 )
@@ -68,6 +69,7 @@ from stereo_occ.models import MODELS, build_model
 from stereo_occ.models.cameras import Cameras
 from stereo_occ.evaluation.threshold import resolved
 from stereo_occ.training.checkpoint import load_model
+from stereo_occ.training.distributed import autocast
 
 REFERENCE_POINTS = 8192
 CONTAINMENT_POINTS = 100_000
@@ -169,63 +171,65 @@ def bench_model(name, args, base_cfg, checkpoints, data, chosen_items, truths, d
     probe = rng.uniform(-box, box, (CONTAINMENT_POINTS, 3))
     recon = CountingReconstructor(model, cfg, ev, base_cfg.reconstruct)  # the user's path: reconstruct.mise_steps
     rows = []
-    for i in tqdm(chosen_items, desc=f"{name}", unit="item", dynamic_ncols=True, leave=False):
-        item = data[i]
-        index = int(item["object_index"])
-        truth = truths[index]["truth"]
-        clock = Clock(device)
-        rotation = item["rotation"].numpy().astype(np.float64)
-        cameras = Cameras.from_arrays(item["K"], item["world_to_cam"], tuple(item["left"].shape[-1:-3:-1]))
-        if not rows:
-            encode_pair(model, item["left"], item["right"], cameras)  # warm-up: the model's first call
-        # The evaluation's pieces, in evaluate_item's order.
-        with clock("encode"):
-            code = encode_pair(model, item["left"], item["right"], cameras)
-        rate = decoder_rate(model, code, device, rng, box)
-        with clock("iou_decode"):
-            decode_probs(model, code, truth.points @ rotation.T, ev.batch_points)
-        query = occupancy_query(model, code, ev.batch_points, rotation=rotation)
-        with clock("mise"):
-            mesh, q_mise = extract_mesh(
-                query, resolution=ev.mise_resolution, steps=ev.mise_steps, threshold=ev.threshold,
-                box=box, batch_points=ev.batch_points,
+    # every piece in the precision evaluate_item and reconstruct run the network in (eval.precision)
+    with autocast(device, inference_dtype(model, ev.precision)):
+        for i in tqdm(chosen_items, desc=f"{name}", unit="item", dynamic_ncols=True, leave=False):
+            item = data[i]
+            index = int(item["object_index"])
+            truth = truths[index]["truth"]
+            clock = Clock(device)
+            rotation = item["rotation"].numpy().astype(np.float64)
+            cameras = Cameras.from_arrays(item["K"], item["world_to_cam"], tuple(item["left"].shape[-1:-3:-1]))
+            if not rows:
+                encode_pair(model, item["left"], item["right"], cameras)  # warm-up: the model's first call
+            # The evaluation's pieces, in evaluate_item's order.
+            with clock("encode"):
+                code = encode_pair(model, item["left"], item["right"], cameras)
+            rate = decoder_rate(model, code, device, rng, box)
+            with clock("iou_decode"):
+                decode_probs(model, code, truth.points @ rotation.T, ev.batch_points)
+            query = occupancy_query(model, code, ev.batch_points, rotation=rotation)
+            with clock("mise"):
+                mesh, q_mise = extract_mesh(
+                    query, resolution=ev.mise_resolution, steps=ev.mise_steps, threshold=ev.threshold,
+                    box=box, batch_points=ev.batch_points,
+                )
+            with clock("surface"):
+                iou(mesh_contains(mesh, truth.points), truth.occupied)
+                predicted = None if is_empty(mesh) else SurfaceSample.from_mesh(mesh, ev.n_surface_points, seed=index + 1)
+                compare_surfaces(predicted, truth.surface, ev.fscore_tau)
+            # The reference MISE saves on, and what MISE may lose against it.
+            with clock("dense"):
+                dense, q_dense = extract_mesh_dense(
+                    query, resolution=args.dense_resolution, threshold=ev.threshold, box=box,
+                    batch_points=ev.batch_points,
+                )
+            agreement = iou(mesh_contains(mesh, probe), mesh_contains(dense, probe))
+            with clock("item"):
+                result, _ = evaluate_item(
+                    model, item, truth, ev, box, object_id=data.object_ids[index],
+                    category=data.categories[index], seed=index,
+                )
+            left = data.objects[index].image(int(item["view"]), 0)
+            right = data.objects[index].image(int(item["view"]), 1)
+            recon.queries = 0
+            with clock("reconstruct"):
+                recon.reconstruct(left, right)
+            s = clock.seconds
+            rows.append(
+                {
+                    "object": data.object_ids[index],
+                    "view": int(item["view"]),
+                    "decoder_points_per_s": rate,
+                    "mise_queries": int(q_mise),
+                    "dense_queries": int(q_dense),
+                    "faces": int(len(mesh.faces)),
+                    "mise_vs_dense_iou": agreement,
+                    "reconstruct_queries": int(recon.queries),
+                    "mesh_iou": result.mesh_iou,
+                    **{f"{k}_s": v for k, v in s.items()},
+                }
             )
-        with clock("surface"):
-            iou(mesh_contains(mesh, truth.points), truth.occupied)
-            predicted = None if is_empty(mesh) else SurfaceSample.from_mesh(mesh, ev.n_surface_points, seed=index + 1)
-            compare_surfaces(predicted, truth.surface, ev.fscore_tau)
-        # The reference MISE saves on, and what MISE may lose against it.
-        with clock("dense"):
-            dense, q_dense = extract_mesh_dense(
-                query, resolution=args.dense_resolution, threshold=ev.threshold, box=box,
-                batch_points=ev.batch_points,
-            )
-        agreement = iou(mesh_contains(mesh, probe), mesh_contains(dense, probe))
-        with clock("item"):
-            result, _ = evaluate_item(
-                model, item, truth, ev, box, object_id=data.object_ids[index],
-                category=data.categories[index], seed=index,
-            )
-        left = data.objects[index].image(int(item["view"]), 0)
-        right = data.objects[index].image(int(item["view"]), 1)
-        recon.queries = 0
-        with clock("reconstruct"):
-            recon.reconstruct(left, right)
-        s = clock.seconds
-        rows.append(
-            {
-                "object": data.object_ids[index],
-                "view": int(item["view"]),
-                "decoder_points_per_s": rate,
-                "mise_queries": int(q_mise),
-                "dense_queries": int(q_dense),
-                "faces": int(len(mesh.faces)),
-                "mise_vs_dense_iou": agreement,
-                "reconstruct_queries": int(recon.queries),
-                "mesh_iou": result.mesh_iou,
-                **{f"{k}_s": v for k, v in s.items()},
-            }
-        )
     first_only = len(rows) == 1
     recon_rows = rows if first_only else rows[1:]
     mean = lambda key, rs=rows: float(np.mean([r[key] for r in rs]))  # noqa: E731
