@@ -91,7 +91,7 @@ def sample_points(
     near-surface pool's sampling density at each point relative to the uniform pool's
     (:func:`~stereo_occ.data.mixture.near_surface_density_ratio`, exact: from the very surface
     samples the near points were drawn around), which importance-weights a mixed sample; None with
-    ``density=False`` (only training reads it, and it is half the labelling's cost).
+    ``density=False`` (only training reads it, and on the real meshes it took twice the labels' time).
 
     Every coordinate is exactly representable in float16, so storing the pool as float16 loses
     nothing and the labels stay exact. Deterministic for a given ``rng`` state.

@@ -37,6 +37,7 @@ from ..config import CATEGORIES, EvalConfig
 from ..errors import UserError
 from ..files import write_atomic
 from ..models.cameras import Cameras
+from ..training.distributed import autocast, autocast_dtype
 from .metrics import (
     SUMMARY_METRICS,
     SurfaceSample,
@@ -119,8 +120,6 @@ def inference_dtype(model: torch.nn.Module, precision: str) -> torch.dtype | Non
     """The autocast dtype for ``eval.precision`` (None: fp32): ``auto`` is what training's ``auto``
     picks for this model on its device, so a model that trained and validated in bf16 is evaluated
     in bf16, and the study's models, which train in fp32 on the CPU, in fp32."""
-    from ..training.distributed import autocast_dtype
-
     # a module outside the registry (a test's oracle) that does not say is taken to need fp32
     return autocast_dtype(precision, model_device(model), bool(getattr(model, "trains_well_in_bf16", False)))
 
@@ -185,8 +184,6 @@ def evaluate_item(
     ``eval_cfg.threshold`` None (no checkpoint to take one from) means ONet's 0.2; the network runs
     at ``eval_cfg.precision`` (:func:`inference_dtype`).
     """
-    from ..training.distributed import autocast
-
     start = time.perf_counter()
     eval_cfg = resolved(eval_cfg, None)
     cameras = Cameras.from_batch(item)
