@@ -117,7 +117,7 @@ def cpu_computes_bf16() -> bool:
 
 
 def autocast_dtype(precision: str, device: torch.device, bf16_on_cpu: bool = False) -> torch.dtype | None:
-    """The autocast dtype for ``train.precision``.
+    """The autocast dtype for ``train.precision`` (and ``eval.precision``, which follows the same rule).
 
     ``auto`` is bf16 on CUDA GPUs that support it. On the CPU it is bf16 only for a model measured to
     train as well in bf16 (``bf16_on_cpu``: the camera-aware models, the same validation IoU as in
@@ -128,13 +128,13 @@ def autocast_dtype(precision: str, device: torch.device, bf16_on_cpu: bool = Fal
         return None
     if precision == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise UserError("train.precision=bf16 but this GPU does not support bfloat16; use fp32")
+            raise UserError("precision bf16 (train.precision or eval.precision) but this GPU does not support bfloat16; use fp32")
         return torch.bfloat16
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
         return torch.bfloat16 if bf16_on_cpu and device.type == "cpu" and cpu_computes_bf16() else None
-    raise UserError(f"train.precision must be auto, fp32 or bf16 (got {precision!r})")
+    raise UserError(f"precision must be auto, fp32 or bf16 (got {precision!r})")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
