@@ -5,7 +5,8 @@
 # runs the jobs PARALLEL at a time; none starts after BUDGET - 150 s and any still running at
 # BUDGET - 25 s is stopped, so the folder holds whatever finished. The wheels in .whl/ and the GL
 # loaders in .gl/ are installed first when the project's imports fail (as bench/gpu_scale.sh does).
-# SWEEP_TINY=1 shrinks everything to try the script on a CPU in a minute.
+# SWEEP_TINY=1 shrinks everything to try the script on a CPU in a minute; SWEEP_BIG=1 also builds a
+# dataset of 3x the objects for the big* variants; SWEEP_PAIRS=variant:seed,... lists the jobs.
 set -uo pipefail
 OUT_DIR=$(realpath -m "${1:?usage: gpu_sweep.sh OUT_DIR [BUDGET] [VARIANTS] [SEEDS] [PARALLEL]}")
 BUDGET=${2:-480}
@@ -45,15 +46,26 @@ DEV=(dataset.shapes.mug=20 dataset.shapes.bowl=20 dataset.shapes.bottle=20 datas
 python3 -m stereo_occ.cli dataset --config configs/quick.yaml --out "$DATA/dev" --workers $HALF "${DEV[@]}" \
   > "$OUT_DIR/dataset-dev.log" 2>&1 &
 D=$!
+BIG_ARGS=()
+if [ -n "${SWEEP_BIG:-}" ]; then  # 3x the quick config's objects, other seeds (the big* variants)
+  BIG=(dataset.shapes.mug=90 dataset.shapes.bowl=90 dataset.shapes.bottle=90
+       dataset.shapes.seed=2 dataset.render.seed=2 dataset.occupancy.seed=2)
+  [ "${SWEEP_TINY:-0}" = 1 ] && BIG=("${TINY[@]}" dataset.shapes.seed=2)
+  python3 -m stereo_occ.cli dataset --config configs/quick.yaml --out "$DATA/big" --workers $CPUS "${BIG[@]}" \
+    > "$OUT_DIR/dataset-big.log" 2>&1 &
+  B=$!
+  BIG_ARGS=(--big "$DATA/big")
+fi
 wait $Q || { tail -5 "$OUT_DIR/dataset-quick.log"; exit 1; }
 wait $D || { tail -5 "$OUT_DIR/dataset-dev.log"; exit 1; }
+[ -n "${SWEEP_BIG:-}" ] && { wait $B || { tail -5 "$OUT_DIR/dataset-big.log"; exit 1; }; }
 echo "[$(elapsed) s] datasets built"
 EXTRA=()
 [ "${SWEEP_TINY:-0}" = 1 ] && EXTRA=(--extra=train.iterations=10 --extra=train.val_every=5 --extra=train.warmup_iterations=2
                                      --extra=train.val_views=1 --extra=eval.n_iou_points=5000)
 LEFT=$(( BUDGET - $(elapsed) ))
 python3 experiments/session18/sweep.py run --dataset "$DATA/quick" --dev "$DATA/dev" --out "$OUT_DIR/runs" \
-  --variants "$VARIANTS" --seeds "$SEEDS" --parallel "$PARALLEL" --threads 1 "${EXTRA[@]}" \
+  --variants "$VARIANTS" --seeds "$SEEDS" ${SWEEP_PAIRS:+--pairs "$SWEEP_PAIRS"} "${BIG_ARGS[@]}" --parallel "$PARALLEL" --threads 1 "${EXTRA[@]}" \
   --deadline $(( LEFT - 150 > 0 ? LEFT - 150 : 1 )) --hard-deadline $(( LEFT - 25 > 0 ? LEFT - 25 : 1 ))
 echo "[$(elapsed) s] sweep over"
 cp "$OUT_DIR/runs/sweep.json" "$OUT_DIR/" 2>/dev/null

@@ -45,6 +45,11 @@ VARIANTS: dict[str, list[str]] = {
     "vol32": ["model.volume_channels=32"],
     "img48": ["model.image_channels=48"],
     "mono": [],  # the twin, for the gap on the same seeds
+    # how far steps and training objects go on the quick model (where the mug and bowl bars would be)
+    "steps2200": ["train.iterations=2200", "train.val_every=200"],
+    "steps4400": ["train.iterations=4400", "train.val_every=400"],
+    "big2200": ["train.iterations=2200", "train.val_every=200"],  # on --big: 3x the objects
+    "big4400": ["train.iterations=4400", "train.val_every=400"],
 }
 MODEL = {"mono": "rig-mono"}  # variants of another model than rig-stereo
 EVAL = ["eval.mise_steps=0", "eval.n_surface_points=5000", "eval.views_per_object=1"]
@@ -82,12 +87,13 @@ def job(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Every (seed, variant) job, ``--parallel`` at a time, none started after ``--deadline`` seconds."""
-    names = args.variants.split(",")
-    unknown = [n for n in names if n not in VARIANTS]
+    if args.pairs:  # explicit variant:seed jobs instead of the product
+        queue = [(p.split(":")[0], int(p.split(":")[1])) for p in args.pairs.split(",")]
+    else:
+        queue = [(v, int(s)) for s in args.seeds.split(",") for v in args.variants.split(",")]
+    unknown = sorted({v for v, _ in queue if v not in VARIANTS})
     if unknown:
         sys.exit(f"unknown variants {unknown} (known: {', '.join(VARIANTS)})")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    queue = [(v, s) for s in seeds for v in names]
     args.out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     start, running, done = time.time(), [], []
@@ -97,8 +103,11 @@ def run(args: argparse.Namespace) -> None:
             out = args.out / f"{variant}-s{seed}"
             out.mkdir(parents=True, exist_ok=True)
             log = open(out / "job.log", "w")
+            dataset = args.big if variant.startswith("big") else args.dataset
+            if dataset is None:
+                sys.exit(f"{variant} trains on --big, which is not given")
             cmd = [sys.executable, __file__, "job", "--variant", variant, "--seed", str(seed), "--dataset",
-                   str(args.dataset), "--dev", str(args.dev), "--out", str(out), "--config", args.config,
+                   str(dataset), "--dev", str(args.dev), "--out", str(out), "--config", args.config,
                    *(f"--extra={e}" for e in args.extra)]
             running.append((variant, seed, out, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
             print(f"[{time.time() - start:5.0f} s] started {variant} seed {seed}", flush=True)
@@ -159,8 +168,11 @@ def main() -> None:
         p.add_argument("--extra", action="append", default=[], metavar="key=value",
                        help="an override for every job (after the variant's), e.g. to try the sweep small")
     run_p = sub.choices["run"]
-    run_p.add_argument("--variants", default=",".join(VARIANTS))
+    run_p.add_argument("--variants", default="base,inject,hidden256,pe8,near35,img48,steps1400,mono")
+    run_p.add_argument("--big", type=Path, help="a dataset with more training objects (the big* variants; "
+                       "its own test split is what they report as test)")
     run_p.add_argument("--seeds", default="0,1,2")
+    run_p.add_argument("--pairs", help="variant:seed,... jobs, in this order, instead of --variants x --seeds")
     run_p.add_argument("--parallel", type=int, default=1)
     run_p.add_argument("--threads", type=int, default=2, help="torch threads per job")
     run_p.add_argument("--deadline", type=float, default=1e9, help="seconds after which no job starts")
