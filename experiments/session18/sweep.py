@@ -37,7 +37,7 @@ from pathlib import Path
 # measured separately (bench/bench_step.py with the same overrides).
 VARIANTS: dict[str, list[str]] = {
     "base": [],
-    "inject": ["model.feature_injection=true"],
+    "inject": ["model.feature_injection=true"],  # needs `git apply experiments/session18/feature-injection.patch`
     "hidden256": ["model.hidden_dim=256"],
     "pe8": ["model.positional_frequencies=8"],
     "near35": ["data.near_surface_share=0.35"],

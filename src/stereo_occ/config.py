@@ -151,9 +151,6 @@ class ModelConfig:
     fine_channels: int = 0  # first-stage (full or 1/space_to_depth resolution) features per query point (0 = none)
     space_to_depth: int = 1  # fold k x k pixel blocks into channels first: 128 px input at the cost of 64 px
     positional_frequencies: int = 6  # octaves of the decoder's sin/cos encoding of the point (0: the coordinates only)
-    # The point's features enter every residual block of the decoder (each adds its own linear map of
-    # them, as in Convolutional Occupancy Networks), not only its first layer (rig models only).
-    feature_injection: bool = False
     # A second decoder output, the point's signed distance to the surface (object units), trained
     # beside the occupancy when train.distance_weight > 0 (rig models only; docs/training.md).
     distance_head: bool = False

@@ -278,21 +278,12 @@ class PointDecoder(nn.Module):
     """
 
     def __init__(self, point_dim: int, volume_channels: int, extent: float, hidden: int = 128, blocks: int = 4,
-                 frequencies: int = 6, fine_dim: int = 0, distance_head: bool = False,
-                 feature_injection: bool = False) -> None:
+                 frequencies: int = 6, fine_dim: int = 0, distance_head: bool = False) -> None:
         super().__init__()
         self.extent = extent
         self.frequencies = frequencies
-        in_dim = 3 + 6 * frequencies + point_dim + volume_channels + fine_dim
-        self.fc_in = nn.Linear(in_dim, hidden)
+        self.fc_in = nn.Linear(3 + 6 * frequencies + point_dim + volume_channels + fine_dim, hidden)
         self.blocks = nn.Sequential(*(ResidualBlock(hidden) for _ in range(blocks)))
-        # With feature injection each block adds its own linear map of the features to its input
-        # (one matrix product for all blocks); the maps start at zero, so training starts from the
-        # plain decoder and learns what a deeper block needs to see again.
-        self.fc_inject = nn.Linear(in_dim, hidden * blocks) if feature_injection and blocks else None
-        if self.fc_inject is not None:
-            nn.init.zeros_(self.fc_inject.weight)
-            nn.init.zeros_(self.fc_inject.bias)
         self.fc_out = nn.Linear(hidden, 1)
         self.fc_distance = nn.Linear(hidden, 1) if distance_head else None
 
@@ -311,14 +302,7 @@ class PointDecoder(nn.Module):
         ]
         if cond.left_fine is not None:
             features.append(point_features(points, cond.left_fine, cond.right_fine, cond.cameras))
-        x = torch.cat(features, -1)
-        h = self.fc_in(x)
-        if self.fc_inject is None:
-            h = self.blocks(h)
-        else:
-            for block, injected in zip(self.blocks, self.fc_inject(x).chunk(len(self.blocks), -1)):
-                h = block(h + injected)
-        h = F.relu(h)
+        h = F.relu(self.blocks(self.fc_in(torch.cat(features, -1))))
         logits = self.fc_out(h).squeeze(-1)
         if not with_distance:
             return logits
@@ -346,7 +330,7 @@ def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork
         raise UserError(f"model.positional_frequencies must be 0 or more (got {cfg.positional_frequencies})")
     decoder = PointDecoder(encoder.point_dim, cfg.volume_channels, encoder.extent, cfg.hidden_dim, cfg.n_blocks,
                            frequencies=cfg.positional_frequencies, fine_dim=encoder.fine_dim,
-                           distance_head=cfg.distance_head, feature_injection=cfg.feature_injection)
+                           distance_head=cfg.distance_head)
     return OccupancyNetwork(encoder, decoder)
 
 
