@@ -21,7 +21,7 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 STEPS = {"base": 1100, "steps1400": 1400, "steps2200": 2200, "steps4400": 4400, "big2200": 2200, "big4400": 4400}
 BARS = {"mean": 0.40, "mug": 0.28, "bowl": 0.22, "bottle": 0.70}

@@ -102,14 +102,14 @@ def run(args: argparse.Namespace) -> None:
             variant, seed = queue.pop(0)
             out = args.out / f"{variant}-s{seed}"
             out.mkdir(parents=True, exist_ok=True)
-            log = open(out / "job.log", "w")
             dataset = args.big if variant.startswith("big") else args.dataset
             if dataset is None:
                 sys.exit(f"{variant} trains on --big, which is not given")
             cmd = [sys.executable, __file__, "job", "--variant", variant, "--seed", str(seed), "--dataset",
                    str(dataset), "--dev", str(args.dev), "--out", str(out), "--config", args.config,
                    *(f"--extra={e}" for e in args.extra)]
-            running.append((variant, seed, out, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
+            with open(out / "job.log", "w") as log:  # the child keeps its own copy of the handle
+                running.append((variant, seed, out, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
             print(f"[{time.time() - start:5.0f} s] started {variant} seed {seed}", flush=True)
         if time.time() - start >= args.deadline and queue:
             print(f"[{time.time() - start:5.0f} s] deadline: {len(queue)} jobs not started", flush=True)
