@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from stereo_occ.config import CATEGORIES
+
 # name -> overrides on top of the quick config's rig-stereo. Costs per step on the 2-core CPU are
 # measured separately (bench/bench_step.py with the same overrides).
 VARIANTS: dict[str, list[str]] = {
@@ -53,7 +55,6 @@ VARIANTS: dict[str, list[str]] = {
 }
 MODEL = {"mono": "rig-mono"}  # variants of another model than rig-stereo
 EVAL = ["eval.mise_steps=0", "eval.n_surface_points=5000", "eval.views_per_object=1"]
-CATEGORIES = ("mug", "bowl", "bottle")
 
 
 def job(args: argparse.Namespace) -> None:
