@@ -39,15 +39,7 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
 mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu_scale.log"
 exec > >(tee -a "$LOG") 2>&1
-export PYTHONUNBUFFERED=1 PYOPENGL_PLATFORM=egl PYGLET_HEADLESS=1  # pyrender imports pyglet, whose GL module looks for X11 otherwise
-
-if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
-nvidia_egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-[ -f "$nvidia_egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$nvidia_egl
-if [ -d .whl ] && ! python3 -c "import stereo_occ.cli, trimesh, pyrender, omegaconf, igl, manifold3d" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src
-fi
+source bench/device_env.sh || exit 1  # EGL, the carried .gl/ loaders and .whl/ packages
 PY=python3
 quiet() {  # run a command, show its last lines without progress bars, keep its exit status
   local tmp; tmp=$(mktemp); "$@" > "$tmp" 2>&1; local rc=$?

@@ -18,14 +18,7 @@ T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 )); }
 mkdir -p "$OUT_DIR"
 exec > >(tee -a "$OUT_DIR/sweep.log") 2>&1
-export PYTHONUNBUFFERED=1 PYOPENGL_PLATFORM=egl PYGLET_HEADLESS=1
-if [ -d .gl ] && command -v nvidia-smi >/dev/null; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
-nvidia_egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-[ -f "$nvidia_egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$nvidia_egl
-if [ -d .whl ] && ! python3 -c "import stereo_occ.cli, trimesh, pyrender, omegaconf, igl, manifold3d" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src
-fi
+source bench/device_env.sh || exit 1  # EGL, the carried .gl/ loaders and .whl/ packages
 echo "[$(elapsed) s] $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null) | $(nproc) CPUs"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 CPUS=$(nproc); HALF=$(( CPUS > 4 ? CPUS / 2 : 1 ))

@@ -44,7 +44,6 @@ VARIANTS: dict[str, list[str]] = {
     "pe8": ["model.positional_frequencies=8"],
     "near35": ["data.near_surface_share=0.35"],
     "steps1400": ["train.iterations=1400"],  # a known effect on the CPU (+0.012 at seed 0): the sweep's resolution
-    "vol32": ["model.volume_channels=32"],
     "img48": ["model.image_channels=48"],
     "mono": [],  # the twin, for the gap on the same seeds
     # how far steps and training objects go on the quick model (where the mug and bowl bars would be)
