@@ -237,3 +237,68 @@ def test_positional_frequencies_set_the_decoder_input_and_zero_leaves_the_coordi
     assert widths[3] - widths[0] == 18 and widths[6] - widths[0] == 36
     with pytest.raises(UserError, match="positional_frequencies"):
         build_model(ModelConfig(name="rig-mono", positional_frequencies=-1, **small), RigConfig(image_size=64))
+
+
+def test_an_axis_frame_is_a_rotation_whose_third_row_is_the_axis():
+    from stereo_occ.models.rig_volume import axis_frame
+
+    axes = F.normalize(torch.cat([torch.randn(64, 3), torch.tensor([[1.0, 0, 0], [-0.95, 0.3, 0.1], [0, 0, -1.0]])]), dim=-1)
+    frames = axis_frame(axes)
+    eye = torch.eye(3).expand(len(axes), -1, -1)
+    assert torch.allclose(frames @ frames.transpose(1, 2), eye, atol=1e-5)
+    assert torch.allclose(torch.linalg.det(frames), torch.ones(len(axes)), atol=1e-5)
+    assert torch.allclose(frames[:, 2], axes, atol=1e-6)
+
+
+@pytest.mark.parametrize("views", [2, 1])
+def test_an_axis_aligned_volume_is_laid_out_along_the_estimated_axis(views):
+    """With ``align_axis`` the voxel centres are the grid turned into the axis frame: voxel (k, j, i)
+    holds the views' features at ``frame^T (x_i, y_j, z_k)``, and the decoder reads a rig-frame point
+    back at ``frame p``: the axis the head estimates (in the left camera's frame, turned into the
+    rig's) is the volume's z axis."""
+    from stereo_occ.models.rig_volume import axis_frame
+
+    torch.manual_seed(0)
+    encoder = RigVolumeEncoder(views=views, feature_channels=4, volume_channels=4, volume_resolution=6, align_axis=True).eval()
+    true_axis = F.normalize(torch.tensor([[0.3, -0.5, 0.8], [-0.9, 0.1, 0.2]]), dim=-1)  # rig frame
+    left_rotation = torch.from_numpy(RIG.world_to_cam[LEFT][:3, :3]).float()
+    in_camera = true_axis @ left_rotation.T  # what the head should answer: R a
+    encoder.axis_head.forward = lambda maps: in_camera  # the head's answer, fixed
+    seen = {}
+    encoder.lift.register_forward_hook(lambda module, args, out: seen.update(volume=args[0]))
+    left, right = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        cond = encoder(left, right, rig_cameras(2))
+        left_map, _ = encoder.features(left)
+        right_map, _ = encoder.features(right)
+        narrow = [encoder.volume_features(m) for m in (left_map, right_map)][:views]
+    assert torch.allclose(cond.axis, true_axis, atol=1e-5)
+    frame = axis_frame(true_axis)
+    assert torch.allclose(cond.frame, frame, atol=1e-5)
+    g = encoder.resolution
+    k, j, i = 4, 1, 3
+    q = encoder.voxel_centers[(k * g + j) * g + i]  # (x_i, y_j, z_k) in the axis frame
+    p = torch.einsum("bji,j->bi", frame, q)[:, None]  # frame^T q, in the rig frame
+    expected = point_features(p, narrow[0], narrow[1] if views == 2 else None, rig_cameras(2))
+    assert torch.allclose(seen["volume"][:, :, k, j, i], expected[:, 0], atol=1e-5)
+    assert torch.allclose(cond.to_volume_frame(p), q.expand(2, 1, 3), atol=1e-5)
+    # a point along the axis is on the volume's z axis
+    on_axis = cond.to_volume_frame(0.4 * true_axis[:, None])
+    assert torch.allclose(on_axis[..., :2], torch.zeros(2, 1, 2), atol=1e-6) and torch.allclose(on_axis[..., 2], torch.full((2, 1), 0.4))
+
+
+def test_only_an_axis_aligned_model_gives_its_axis():
+    cfg = ModelConfig(name="rig-stereo", hidden_dim=16, n_blocks=1, image_channels=4, volume_channels=4, volume_resolution=6)
+    plain = build_model(cfg, RigConfig(image_size=64))
+    images, points = torch.rand(1, 3, 64, 64), torch.rand(1, 10, 3) - 0.5
+    truth = F.normalize(torch.tensor([[0.2, 0.3, -0.9]]), dim=-1)
+    with pytest.raises(UserError, match="model.align_axis"):
+        plain(images, images, points, rig_cameras(), axis_target=truth)
+    cfg.align_axis = True
+    aligned = build_model(cfg, RigConfig(image_size=64))
+    with torch.no_grad():
+        logits, loss = aligned(images, images, points, rig_cameras(), axis_target=truth)
+        cond = aligned.encode(images, images, rig_cameras())
+    assert logits.shape == (1, 10) and torch.allclose(cond.axis.norm(dim=-1), torch.ones(1))
+    assert torch.allclose(loss, 1 - (cond.axis * truth).sum())
+    assert float(aligned.encoder.axis_loss(cond, cond.axis)) == pytest.approx(0.0, abs=1e-6)

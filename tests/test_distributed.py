@@ -10,12 +10,14 @@ import sys
 import textwrap
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
+from stereo_occ.config import load_config
 from stereo_occ.errors import UserError
 from stereo_occ.training.distributed import autocast_dtype, cpu_computes_bf16, init_distributed, local_batch_size
-from stereo_occ.training.sampler import EpochKeyed, EpochStream, ResumableDistributedSampler
+from stereo_occ.training.sampler import EpochKeyed, EpochStream, ResumableDistributedSampler, category_weights
 
 
 def test_ranks_partition_a_padded_permutation():
@@ -56,6 +58,67 @@ def test_stream_spans_epochs_and_resumes_at_any_position():
         head = list(EpochStream(s, start=0, length=cut))
         tail = list(EpochStream(s, start=cut, length=30 - cut))
         assert head + tail == whole
+
+
+# 10 mug items, 30 bowl items, 20 bottle items: unequal on purpose
+ITEMS = ["mug"] * 10 + ["bowl"] * 30 + ["bottle"] * 20
+
+
+def _drawn_categories(weights, epochs: int, **kw) -> Counter:
+    sampler = ResumableDistributedSampler(len(ITEMS), seed=7, weights=weights, **kw)
+    counts: Counter = Counter()
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        counts.update(ITEMS[i] for i in sampler)
+    return counts
+
+
+def test_each_category_gets_its_share_whatever_its_number_of_items():
+    weights = category_weights(ITEMS, {"mug": 0.4, "bowl": 0.4, "bottle": 0.2})
+    counts = _drawn_categories(weights, epochs=200)  # 12,000 draws: a share's standard error is under 0.005
+    total = sum(counts.values())
+    assert total == 200 * len(ITEMS)  # an epoch is as long as without shares
+    assert counts["mug"] / total == pytest.approx(0.4, abs=0.02)
+    assert counts["bowl"] / total == pytest.approx(0.4, abs=0.02)
+    assert counts["bottle"] / total == pytest.approx(0.2, abs=0.02)
+    # without shares every item once per epoch: the categories in proportion to their items
+    plain = _drawn_categories(None, epochs=3)
+    assert plain == Counter({"mug": 30, "bowl": 90, "bottle": 60})
+
+
+def test_shares_are_relative_weights():
+    a = category_weights(ITEMS, {"mug": 2, "bowl": 2, "bottle": 1})
+    b = category_weights(ITEMS, {"mug": 0.4, "bowl": 0.4, "bottle": 0.2})
+    np.testing.assert_allclose(a / a.sum(), b / b.sum())
+    assert category_weights(ITEMS, {}) is None
+
+
+def test_a_weighted_order_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch():
+    weights = category_weights(ITEMS, {"mug": 1, "bowl": 1, "bottle": 1})
+    sampler = ResumableDistributedSampler(len(ITEMS), seed=3, weights=weights)
+    whole = list(EpochStream(sampler, start=0, length=150))
+    assert whole == list(EpochStream(ResumableDistributedSampler(len(ITEMS), seed=3, weights=weights), 0, 150))
+    for cut in (0, 17, 60, 121):
+        assert list(EpochStream(sampler, 0, cut)) + list(EpochStream(sampler, cut, 150 - cut)) == whole
+    other = ResumableDistributedSampler(len(ITEMS), seed=4, weights=weights)
+    assert list(EpochStream(other, 0, 150)) != whole
+    # ranks share the epoch's draws
+    ranks = [ResumableDistributedSampler(len(ITEMS), num_replicas=2, rank=r, seed=3, weights=weights) for r in (0, 1)]
+    first = [i for _, i in whole[: len(ITEMS)]]
+    assert list(ranks[0]) == first[0::2] and list(ranks[1]) == first[1::2]
+
+
+def test_bad_shares_are_clear_errors():
+    with pytest.raises(UserError, match="also has bottle"):
+        category_weights(ITEMS, {"mug": 1, "bowl": 1})
+    with pytest.raises(ValueError, match="non-negative"):
+        ResumableDistributedSampler(3, weights=np.array([1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match="3 finite"):
+        ResumableDistributedSampler(3, weights=np.ones(4))
+    with pytest.raises(UserError, match="unknown category 'cup'"):
+        load_config(None, ["data.category_shares.cup=1"])
+    with pytest.raises(UserError, match="bowl must be positive"):
+        load_config(None, ["data.category_shares.bowl=0"])
 
 
 class _EpochEcho(torch.utils.data.Dataset):

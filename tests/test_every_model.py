@@ -42,9 +42,11 @@ FAST_EVAL = EvalConfig(n_iou_points=4000, n_surface_points=2000, mise_resolution
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_model_trains_resumes_exactly_evaluates_and_reconstructs(name, tiny_dataset, tmp_path):
-    cfg = lambda iterations: load_config(None, [*SMALL, f"model.name={name}", f"train.iterations={iterations}"])  # noqa: E731
+@pytest.mark.parametrize("name, extra", [(name, ()) for name in sorted(MODELS)] + [
+    ("rig-stereo", ("model.align_axis=true",)),  # what the quick config trains: the volume along the estimated axis
+])
+def test_every_model_trains_resumes_exactly_evaluates_and_reconstructs(name, extra, tiny_dataset, tmp_path):
+    cfg = lambda iterations: load_config(None, [*SMALL, f"model.name={name}", f"train.iterations={iterations}", *extra])  # noqa: E731
     train(cfg(5), tiny_dataset, tmp_path / "full")
     # "Killed" after its checkpoint at iteration 2: a run of 2 iterations of the same schedule (the
     # warm-up depends only on the step; a cosine schedule also on train.iterations, see test_training).

@@ -250,7 +250,8 @@ def test_bf16_steps_of_the_camera_aware_models_are_bit_reproducible(name):
 
     torch.manual_seed(0)
     rig = RigConfig(image_size=64)
-    cfg = ModelConfig(name=name, image_channels=8, volume_channels=8, volume_resolution=8, hidden_dim=32, n_blocks=1)
+    cfg = ModelConfig(name=name, image_channels=8, volume_channels=8, volume_resolution=8, hidden_dim=32, n_blocks=1,
+                      align_axis=True)  # the quick config's models (the axis head's gradient included)
     model = build_model(cfg, rig)
     cameras = Cameras.from_rig(StereoRig.from_config(rig)).expand(4)
     g = torch.Generator().manual_seed(1)
@@ -260,8 +261,8 @@ def test_bf16_steps_of_the_camera_aware_models_are_bit_reproducible(name):
     for _ in range(3):
         model.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(left, right, points, cameras)
-        logits.float().sum().backward()
+            logits, axis_loss = model(left, right, points, cameras, axis_target=torch.eye(3)[[2, 0, 1, 2]])
+        (logits.float().sum() + axis_loss).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for again in grads[1:]:
         assert [n for n in grads[0] if not torch.equal(grads[0][n], again[n])] == []
@@ -405,3 +406,44 @@ def test_learning_rate_warms_up_then_decays_along_a_cosine():
     assert {learning_rate(constant, i) for i in (0, 10, 10_000)} == {0.001}
     with pytest.raises(UserError, match="lr_schedule"):
         load_config(None, ["train.lr_schedule=step"])
+
+
+def test_the_training_split_reports_each_items_category(tiny_dataset):
+    train_set, _ = open_datasets(small_config("train.train_objects=3"), tiny_dataset)
+    categories = [train_set[i]["category"].item() for i in range(len(train_set))]
+    from stereo_occ.config import CATEGORIES
+    from stereo_occ.training.trainer import _item_categories
+
+    assert _item_categories(train_set) == [CATEGORIES[c] for c in categories]
+
+
+def test_a_run_with_shares_resumes_exactly(tiny_dataset, tmp_path):
+    common = ("model.name=stereo", "train.checkpoint_every=3", "train.val_every=100",
+              "data.category_shares.mug=0.6", "data.category_shares.bowl=0.3", "data.category_shares.bottle=0.1")
+    train(small_config(*common, "train.iterations=6"), tiny_dataset, tmp_path / "full")
+    train(small_config(*common, "train.iterations=3"), tiny_dataset, tmp_path / "cut")
+    train(small_config(*common, "train.iterations=6"), tiny_dataset, tmp_path / "cut", resume=True)
+    train(small_config("model.name=stereo", "train.checkpoint_every=3", "train.val_every=100", "train.iterations=6"),
+          tiny_dataset, tmp_path / "plain")
+    a, b, c = (load_checkpoint(tmp_path / run / "model_last.pt")["model"] for run in ("full", "cut", "plain"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the shares changed which items it saw
+
+
+def test_the_axis_target_is_the_objects_up_axis_in_the_rig_frame(tiny_dataset):
+    """A procedural bottle is tall along its +z: its occupied points, turned into the rig frame, spread
+    along the axis the loss asks the model for (and a bowl's opening faces it)."""
+    from stereo_occ.data.dataset import StereoOccupancyDataset
+    from stereo_occ.training.trainer import object_axis
+
+    dataset = StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=4000, near_surface_share=0.0)
+    bottles = [i for i in range(len(dataset)) if dataset.item_categories()[i] == "bottle"]
+    for i in bottles[:3]:
+        item = dataset[i]
+        inside = item["points"][item["occupancies"] > 0.5].double()
+        inside = inside - inside.mean(0)
+        principal = torch.linalg.eigh(inside.T @ inside).eigenvectors[:, -1]
+        truth = object_axis(item["rotation"][None].double(), "z")[0]
+        assert abs(float(principal @ truth)) > 0.95
+        assert abs(float(principal @ object_axis(item["rotation"][None].double(), "x")[0])) < 0.3
+

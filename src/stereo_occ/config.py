@@ -127,6 +127,15 @@ class DataConfig:
     load_depth: bool = False
     num_workers: int = 2
     seed: int = 0
+    # Share of the training samples each category gets, e.g. {mug: 0.4, bowl: 0.4, bottle: 0.2}
+    # (relative weights, every category of the training split named). Empty: each item equally
+    # often, one permutation per epoch. Bottles are learned in a few hundred steps and mugs and bowls
+    # keep improving for thousands (docs/training.md, "Session 19"), so a short budget can be spent
+    # where the errors are; the objects and the test split are the same either way.
+    category_shares: Dict[str, float] = field(default_factory=dict)
+    # The objects' axis in their own frame (x, y or z), what model.align_axis learns to find: +z for the
+    # procedural shapes; imported meshes keep their file's axes (ShapeNet: y).
+    up_axis: str = "z"
 
 
 @dataclass
@@ -154,6 +163,9 @@ class ModelConfig:
     # A second decoder output, the point's signed distance to the surface (object units), trained
     # beside the occupancy when train.distance_weight > 0 (rig models only; docs/training.md).
     distance_head: bool = False
+    # Estimate the object's axis from the images and lay the volume out in a frame aligned with it
+    # (rig models; trained with train.axis_weight; models/rig_volume.py, docs/training.md "Session 19").
+    align_axis: bool = False
 
 
 @dataclass
@@ -190,6 +202,9 @@ class TrainConfig:
     # (all of them, each weighted by the inverse density of the mixture that drew it: the same volume
     # from twice the points and hundreds inside a thin wall; data/mixture.py, docs/training.md "Session 16")
     iou_estimator: str = "uniform"
+    # Weight of the axis loss of a model built with model.align_axis (1 - the cosine between the
+    # estimated and the true axis, data.up_axis of the object turned into the rig frame).
+    axis_weight: float = 1.0
 
 
 @dataclass
@@ -320,6 +335,13 @@ def validate(cfg: Config) -> None:
         raise UserError(f"model.fine_channels must be 0 (none) or positive (got {cfg.model.fine_channels})")
     if cfg.model.space_to_depth < 1:
         raise UserError(f"model.space_to_depth must be 1 (none) or more (got {cfg.model.space_to_depth})")
+    if cfg.data.up_axis not in ("x", "y", "z"):
+        raise UserError(f"data.up_axis must be x, y or z (got {cfg.data.up_axis!r})")
+    for category, share in cfg.data.category_shares.items():
+        if category not in CATEGORIES:
+            raise UserError(f"data.category_shares: unknown category {category!r} (known: {', '.join(CATEGORIES)})")
+        if not share > 0:
+            raise UserError(f"data.category_shares.{category} must be positive (got {share})")
     if cfg.train.val_views < 1:
         raise UserError(f"train.val_views must be at least 1 (got {cfg.train.val_views})")
     if cfg.train.iou_estimator not in ("uniform", "mixture"):

@@ -145,6 +145,10 @@ class StereoOccupancyDataset(Dataset):
     def __len__(self) -> int:
         return len(self.objects) * self.views_per_object
 
+    def item_categories(self) -> list[str]:
+        """The category of each item, in item order (what a category-weighted sampler needs)."""
+        return [c for c in self.categories for _ in range(self.views_per_object)]
+
     # Readers hold memory maps: ship only folders to DataLoader workers and reopen there.
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

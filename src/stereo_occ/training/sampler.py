@@ -5,7 +5,9 @@ processes. So the order of samples is a pure function of ``(seed, epoch)``, spli
 ``torch.utils.data.DistributedSampler`` does it (pad by repeating, or drop the tail), and an iteration
 count maps to a position in that order. Nothing about the order lives in a DataLoader or a worker.
 
-:class:`ResumableDistributedSampler` is the per-epoch sampler (it can start mid-epoch).
+:class:`ResumableDistributedSampler` is the per-epoch sampler (it can start mid-epoch); given item
+weights (:func:`category_weights`) it draws each epoch with replacement in proportion to them instead
+of permuting, still as a pure function of ``(seed, epoch)``.
 :class:`EpochStream` chains its epochs into one stream of ``(epoch, index)`` keys starting at any
 position, and :class:`EpochKeyed` wraps a dataset so each item is drawn with its own epoch's
 randomness even when one DataLoader pass spans several epochs (a dataset smaller than a batch, or a
@@ -15,10 +17,12 @@ run that crosses epoch boundaries, with worker processes that never see ``set_ep
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset, Sampler
+
+from ..errors import UserError
 
 
 class ResumableDistributedSampler(Sampler[int]):
@@ -38,9 +42,16 @@ class ResumableDistributedSampler(Sampler[int]):
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = False,
+        weights: np.ndarray | None = None,
     ):
         if n <= 0:
             raise ValueError("cannot sample from an empty dataset")
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape != (n,) or not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.sum() <= 0:
+                raise ValueError(f"weights must be {n} finite non-negative numbers, not all zero")
+            weights = weights / weights.sum()
+        self.weights = weights
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.n, self.num_replicas, self.rank = n, num_replicas, rank
@@ -63,7 +74,9 @@ class ResumableDistributedSampler(Sampler[int]):
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
         """All of this rank's indices for ``epoch`` (ignores ``start``)."""
-        if self.shuffle:
+        if self.weights is not None:
+            order = np.random.default_rng([self.seed, epoch]).choice(self.n, size=self.total_size, p=self.weights)
+        elif self.shuffle:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
         else:
             order = np.arange(self.n)
@@ -78,6 +91,25 @@ class ResumableDistributedSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples - self.start
+
+
+def category_weights(item_categories: Sequence[str], shares: Mapping[str, float]) -> np.ndarray | None:
+    """Per-item sampling weights that give each category its share of the samples (``None``: no shares).
+
+    A category's share is split evenly over its items, so a category with fewer objects is not
+    drawn less often. Every category among the items must have a share.
+    """
+    if not shares:
+        return None
+    categories = sorted(set(item_categories))
+    missing = [c for c in categories if c not in shares]
+    if missing:
+        raise UserError(
+            f"data.category_shares names {', '.join(sorted(shares))} but the training split also has "
+            f"{', '.join(missing)}: give every training category a share"
+        )
+    counts = {c: sum(1 for x in item_categories if x == c) for c in categories}
+    return np.array([float(shares[c]) / counts[c] for c in item_categories])
 
 
 class EpochStream(Sampler[tuple[int, int]]):

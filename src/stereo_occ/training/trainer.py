@@ -56,7 +56,7 @@ from .distributed import (
     mean_over_ranks,
     shutdown,
 )
-from .sampler import EpochKeyed, EpochStream, ResumableDistributedSampler
+from .sampler import EpochKeyed, EpochStream, ResumableDistributedSampler, category_weights
 
 LAST, BEST = "model_last.pt", "model_best.pt"
 METRICS_COLUMNS = ("iteration", "seconds", "split", "loss", "iou", "threshold") + tuple(f"iou_{c}" for c in CATEGORIES)
@@ -149,6 +149,20 @@ def evaluate_points(
 
 
 # --- pieces of a run ----------------------------------------------------------------------------------
+
+
+def object_axis(rotation: Tensor, up_axis: str) -> Tensor:
+    """``(B, 3, 3)`` object-to-rig rotations -> ``(B, 3)`` the objects' ``up_axis`` in the rig frame:
+    that column of ``R`` (``p_rig = R p_obj``)."""
+    return rotation[:, :, "xyz".index(up_axis)]
+
+
+def _item_categories(dataset: Dataset) -> list[str]:
+    """Each training item's category, through the ``Subset`` that ``train.train_objects`` makes."""
+    if isinstance(dataset, Subset):
+        categories = _item_categories(dataset.dataset)
+        return [categories[i] for i in dataset.indices]
+    return dataset.item_categories()  # type: ignore[attr-defined]
 
 
 def _first_items(dataset: Dataset, n_objects: int, views_per_object: int) -> Dataset:
@@ -505,7 +519,8 @@ class _Run:
         train_set, val_set = open_datasets(self.cfg, self.root)
         self._build(state)
         sampler = ResumableDistributedSampler(
-            len(train_set), num_replicas=self.ctx.world_size, rank=self.ctx.rank, seed=self.cfg.data.seed
+            len(train_set), num_replicas=self.ctx.world_size, rank=self.ctx.rank, seed=self.cfg.data.seed,
+            weights=category_weights(_item_categories(train_set), self.cfg.data.category_shares),
         )
         remaining = self.tc.iterations - self.iteration
         self.stream = EpochStream(sampler, start=self.iteration * self.local_batch, length=remaining * self.local_batch)
@@ -561,14 +576,17 @@ class _Run:
     def _loss_terms(self) -> dict[str, float]:
         """The loss terms this run trains, with their weights (the BCE, "loss", always)."""
         tc = self.tc
-        weights = {"loss": 1.0, "distance_loss": tc.distance_weight, "iou_loss": tc.iou_weight}
+        weights = {"loss": 1.0, "distance_loss": tc.distance_weight, "iou_loss": tc.iou_weight,
+                   "axis_loss": tc.axis_weight if self.model.predicts_axis else 0.0}
         return {name: w for name, w in weights.items() if w > 0}
 
-    def _losses(self, batch: dict, logits: Tensor, distance: Tensor | None) -> dict[str, Tensor]:
+    def _losses(self, batch: dict, logits: Tensor, distance: Tensor | None, axis_loss: Tensor | None) -> dict[str, Tensor]:
         """Each term of :meth:`_loss_terms`, unweighted, for one batch."""
         device, tc = self.ctx.device, self.tc
         occ = batch["occupancies"].to(device, non_blocking=True)
         terms = {"loss": F.binary_cross_entropy_with_logits(logits, occ)}
+        if axis_loss is not None:
+            terms["axis_loss"] = axis_loss.float()
         if distance is not None:
             # L1 on distances clipped at tau (beyond it the prediction is free), in units of tau
             tau = tc.distance_truncation
@@ -597,12 +615,16 @@ class _Run:
             points = batch["points"].to(device, non_blocking=True)
             cameras = Cameras.from_batch(batch).to(device)
             self._set_learning_rate()
+            extra: dict = {}  # the outputs beyond the logits this run trains
+            if tc.distance_weight > 0:
+                extra["with_distance"] = True
+            if self.model.predicts_axis:
+                extra["axis_target"] = object_axis(batch["rotation"].to(device, non_blocking=True), self.cfg.data.up_axis)
             with autocast(device, self.amp_dtype):
-                if tc.distance_weight > 0:
-                    logits, distance = self.ddp(left, right, points, cameras, with_distance=True)
-                else:
-                    logits, distance = self.ddp(left, right, points, cameras), None
-            terms = self._losses(batch, logits.float(), distance)
+                outputs = self.ddp(left, right, points, cameras, **extra)
+            outputs, axis_loss = outputs if "axis_target" in extra else (outputs, None)
+            logits, distance = outputs if tc.distance_weight > 0 else (outputs, None)
+            terms = self._losses(batch, logits.float(), distance, axis_loss)
             total = sum(weight * terms[name] for name, weight in weights.items())
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
