@@ -447,3 +447,18 @@ def test_the_axis_target_is_the_objects_up_axis_in_the_rig_frame(tiny_dataset):
         assert abs(float(principal @ truth)) > 0.95
         assert abs(float(principal @ object_axis(item["rotation"][None].double(), "x")[0])) < 0.3
 
+
+def test_an_axis_aligned_run_trains_its_axis_head_only_with_an_axis_weight(tiny_dataset, tmp_path):
+    rig = ("model.name=rig-stereo", "model.align_axis=true", "model.image_channels=8", "model.volume_channels=8",
+           "model.volume_resolution=8", "train.val_every=100")
+    head = "encoder.axis_head.mlp.0.weight"
+    runs = {}
+    for name, extra in (("off-1", ("train.axis_weight=0", "train.iterations=1")),
+                        ("off-3", ("train.axis_weight=0", "train.iterations=3")),
+                        ("on-3", ("train.axis_weight=1", "train.iterations=3"))):
+        train(small_config(*rig, *extra), tiny_dataset, tmp_path / name)
+        runs[name] = load_checkpoint(tmp_path / name / "model_last.pt")["model"][head]
+    assert torch.equal(runs["off-1"], runs["off-3"])  # no axis loss: the head keeps its initialisation
+    assert not torch.equal(runs["off-3"], runs["on-3"])
+    with pytest.raises(UserError, match="axis_weight must be 0 or more"):
+        small_config("train.axis_weight=-1")

@@ -127,11 +127,10 @@ class DataConfig:
     load_depth: bool = False
     num_workers: int = 2
     seed: int = 0
-    # Share of the training samples each category gets, e.g. {mug: 0.4, bowl: 0.4, bottle: 0.2}
-    # (relative weights, every category of the training split named). Empty: each item equally
-    # often, one permutation per epoch. Bottles are learned in a few hundred steps and mugs and bowls
-    # keep improving for thousands (docs/training.md, "Session 19"), so a short budget can be spent
-    # where the errors are; the objects and the test split are the same either way.
+    # Share of the training samples each category gets, e.g. {mug: 1, bowl: 1, bottle: 1} to balance
+    # an unbalanced dataset (relative weights, every category of the training split named). Empty:
+    # each item equally often, one permutation per epoch. On the balanced quick dataset, moving
+    # samples from bottles to mugs and bowls traded bottles for bowls (docs/training.md, "Session 19").
     category_shares: Dict[str, float] = field(default_factory=dict)
     # The objects' axis in their own frame (x, y or z), what model.align_axis learns to find: +z for the
     # procedural shapes; imported meshes keep their file's axes (ShapeNet: y).
@@ -335,6 +334,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"model.fine_channels must be 0 (none) or positive (got {cfg.model.fine_channels})")
     if cfg.model.space_to_depth < 1:
         raise UserError(f"model.space_to_depth must be 1 (none) or more (got {cfg.model.space_to_depth})")
+    if cfg.train.axis_weight < 0:
+        raise UserError(f"train.axis_weight must be 0 or more (got {cfg.train.axis_weight})")
     if cfg.data.up_axis not in ("x", "y", "z"):
         raise UserError(f"data.up_axis must be x, y or z (got {cfg.data.up_axis!r})")
     for category, share in cfg.data.category_shares.items():

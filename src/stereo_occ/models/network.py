@@ -54,7 +54,7 @@ class OccupancyNetwork(nn.Module):
 
     @property
     def predicts_axis(self) -> bool:
-        """Whether the encoder estimates the object's axis (``with_axis=True``; ``model.align_axis``)."""
+        """Whether the encoder estimates the object's axis (``axis_target=`` in :meth:`forward`; ``model.align_axis``)."""
         return bool(getattr(self.encoder, "predicts_axis", False))
 
     def decode(self, points: Tensor, conditioning: Any, with_distance: bool = False) -> Tensor | tuple[Tensor, Tensor]:

@@ -618,7 +618,7 @@ class _Run:
             extra: dict = {}  # the outputs beyond the logits this run trains
             if tc.distance_weight > 0:
                 extra["with_distance"] = True
-            if self.model.predicts_axis:
+            if "axis_loss" in weights:
                 extra["axis_target"] = object_axis(batch["rotation"].to(device, non_blocking=True), self.cfg.data.up_axis)
             with autocast(device, self.amp_dtype):
                 outputs = self.ddp(left, right, points, cameras, **extra)
