@@ -17,6 +17,7 @@ run that crosses epoch boundaries, with worker processes that never see ``set_ep
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -101,14 +102,13 @@ def category_weights(item_categories: Sequence[str], shares: Mapping[str, float]
     """
     if not shares:
         return None
-    categories = sorted(set(item_categories))
-    missing = [c for c in categories if c not in shares]
+    counts = Counter(item_categories)
+    missing = sorted(c for c in counts if c not in shares)
     if missing:
         raise UserError(
             f"data.category_shares names {', '.join(sorted(shares))} but the training split also has "
             f"{', '.join(missing)}: give every training category a share"
         )
-    counts = {c: sum(1 for x in item_categories if x == c) for c in categories}
     return np.array([float(shares[c]) / counts[c] for c in item_categories])
 
 
