@@ -27,6 +27,9 @@ chose, the trainer's mean over val objects; per category in a second table) of t
 at or before N minutes of training (``*``: the run ended before N
 minutes, so this is its final validation; ``-``: no validation by then); ``final`` the last
 validation; then the per-category network IoU of the final weights on the test split.
+Models built with ``model.align_axis`` (the quick config's rig pair) start from an axis estimator
+trained once at the start, as ``experiment`` does; its seconds are added to their time axis, so
+their ``IoU@Nm`` counts the estimator's minutes too (``axis`` column).
 Absolute numbers depend on the machine; compare models by the ratios and the IoU columns.
 """
 
@@ -58,6 +61,7 @@ from stereo_occ.files import write_atomic
 from stereo_occ.models import MODELS, build_model
 from stereo_occ.models.cameras import Cameras
 from stereo_occ.training.distributed import autocast, autocast_dtype
+from stereo_occ.training.axis import train_axis_estimator
 from stereo_occ.training.trainer import train
 
 REFERENCE = "mono"
@@ -133,8 +137,25 @@ def iou_by(val: list[dict], minutes: float, run_seconds: float) -> dict:
     return {**seen[-1], "ended": ended}
 
 
+def shared_axis_estimator(args, base: Config) -> tuple[Path, float]:
+    """The axis estimator the ``model.align_axis`` models start from, trained once (as the experiment
+    does) and timed: its minutes count towards those models' time-to-IoU."""
+    path = args.out / "axis_estimator.pt"
+    if not hasattr(args, "axis_seconds"):
+        started = time.perf_counter()
+        summary = train_axis_estimator(base, args.dataset, path)
+        args.axis_seconds = time.perf_counter() - started
+        print(f"\n== axis estimator: {base.axis.steps} steps in {args.axis_seconds:.0f} s, median angle on val "
+              f"{summary.get('val_median_degrees')} -> {path}")
+    return path, args.axis_seconds
+
+
 def bench_model(name: str, args, base: Config, batch: dict) -> dict:
     cfg = model_config(base, name)
+    head_start = 0.0  # seconds of training before the model's own: its axis estimator
+    if cfg.model.align_axis and not cfg.model.axis_estimator:
+        path, head_start = shared_axis_estimator(args, base)
+        cfg = with_overrides(cfg, [f"model.axis_estimator={path}"], "bench")
     times, params, _ = step_times(cfg, args.dataset, batch, args.steps)
     fastest = min(times)
     iterations = max(1, math.ceil(args.minutes * 60.0 / fastest))
@@ -148,8 +169,8 @@ def bench_model(name: str, args, base: Config, batch: dict) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     run_seconds = float(summary["train_seconds"])
     samples = cfg.train.batch_size * int(summary["iterations"])
-    val = read_metrics(out / "metrics.csv")
-    marks = {f"{m:g}": iou_by(val, m, run_seconds) for m in args.marks}
+    val = [{**v, "seconds": v["seconds"] + head_start} for v in read_metrics(out / "metrics.csv")]
+    marks = {f"{m:g}": iou_by(val, m, run_seconds + head_start) for m in args.marks}
 
     per_category = None
     if read_split(args.dataset, args.eval_split):
@@ -166,6 +187,7 @@ def bench_model(name: str, args, base: Config, batch: dict) -> dict:
         "iterations": int(summary["iterations"]),
         "batch_size": cfg.train.batch_size,
         "train_seconds": run_seconds,
+        "axis_estimator_seconds": head_start,  # before the run, counted in iou_at_minutes
         "train_samples_per_s": rate,
         "ratio_to_reference": None,  # set once the reference is measured again at the end
         "val_every": val_every,
@@ -190,7 +212,7 @@ def print_table(results: dict, marks: list[float], reference: dict, split: str) 
           f"(ratios use their mean, {reference['mean']:.2f})")
     mark_heads = "".join(f"{'IoU@' + format(m, 'g') + 'm':>10}" for m in marks)
     cat_heads = "".join(f"{c:>8}" for c in (*CATEGORIES, "mean"))
-    head = (f"{'model':<12}{'params':>8}{'step/s':>8}{'train/s':>9}{'x mono':>8}{'iters':>7}{'min':>7}"
+    head = (f"{'model':<12}{'params':>8}{'step/s':>8}{'train/s':>9}{'x mono':>8}{'iters':>7}{'axis':>6}{'min':>7}"
             f"{mark_heads}{'final':>8} |{cat_heads}")
     print(head)
     print("-" * len(head))
@@ -198,7 +220,8 @@ def print_table(results: dict, marks: list[float], reference: dict, split: str) 
         at = r["iou_at_minutes"]
         cats = r["eval_iou"] or {}
         print(f"{name:<12}{r['params'] / 1e6:>7.2f}M{r['step_samples_per_s']:>8.2f}{r['train_samples_per_s']:>9.2f}"
-              f"{r['ratio_to_reference']:>8.2f}{r['iterations']:>7}{r['train_seconds'] / 60:>7.1f}"
+              f"{r['ratio_to_reference']:>8.2f}{r['iterations']:>7}{r['axis_estimator_seconds'] / 60:>6.1f}"
+              f"{r['train_seconds'] / 60:>7.1f}"
               + "".join(cell(at[f"{m:g}"]["iou"], 10, at[f"{m:g}"]["ended"]) for m in marks)
               + cell(r["final_val_iou"], 8) + " |"
               + "".join(cell(cats.get(c), 8) for c in (*CATEGORIES, "mean")))

@@ -254,25 +254,33 @@ def test_an_axis_frame_is_a_rotation_whose_third_row_is_the_axis():
 def test_an_axis_aligned_volume_is_laid_out_along_the_estimated_axis(views):
     """With ``align_axis`` the voxel centres are the grid turned into the axis frame: voxel (k, j, i)
     holds the views' features at ``frame^T (x_i, y_j, z_k)``, and the decoder reads a rig-frame point
-    back at ``frame p``: the axis the head estimates (in the left camera's frame, turned into the
-    rig's) is the volume's z axis."""
+    back at ``frame p``: the axis the estimator finds (in each camera's frame, turned into the rig's and
+    averaged over the views) is the volume's z axis."""
     from stereo_occ.models.rig_volume import axis_frame
 
     torch.manual_seed(0)
     encoder = RigVolumeEncoder(views=views, feature_channels=4, volume_channels=4, volume_resolution=6, align_axis=True).eval()
     true_axis = F.normalize(torch.tensor([[0.3, -0.5, 0.8], [-0.9, 0.1, 0.2]]), dim=-1)  # rig frame
-    left_rotation = torch.from_numpy(RIG.world_to_cam[LEFT][:3, :3]).float()
-    in_camera = true_axis @ left_rotation.T  # what the head should answer: R a
-    encoder.axis_head.forward = lambda maps: in_camera  # the head's answer, fixed
+    left, right = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    # what the estimator answers for each view, R_v a, slightly off on the right so the average shows
+    answers = [true_axis @ torch.from_numpy(RIG.world_to_cam[v][:3, :3]).float().T for v in (LEFT, RIGHT)]
+    answers[1] = F.normalize(answers[1] + torch.tensor([0.0, 0.2, 0.0]), dim=-1)
+    encoder.axis_estimator.forward = lambda image: answers[0] if torch.equal(image, left) else answers[1]
+    rig_answers = [answers[v] @ torch.from_numpy(RIG.world_to_cam[v][:3, :3]).float() for v in range(views)]
+    expected_axis = F.normalize(sum(rig_answers), dim=-1)
     seen = {}
     encoder.lift.register_forward_hook(lambda module, args, out: seen.update(volume=args[0]))
-    left, right = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         cond = encoder(left, right, rig_cameras(2))
         left_map, _ = encoder.features(left)
         right_map, _ = encoder.features(right)
         narrow = [encoder.volume_features(m) for m in (left_map, right_map)][:views]
-    assert torch.allclose(cond.axis, true_axis, atol=1e-5)
+    assert torch.allclose(cond.axis, expected_axis, atol=1e-5)
+    if views == 1:
+        assert torch.allclose(cond.axis, true_axis, atol=1e-5)
+    else:  # off by a little: the right view's answer counts
+        assert 0.99 < float((cond.axis * true_axis).sum(-1).min()) < 0.99999
+    true_axis = expected_axis
     frame = axis_frame(true_axis)
     assert torch.allclose(cond.frame, frame, atol=1e-5)
     g = encoder.resolution
@@ -287,18 +295,21 @@ def test_an_axis_aligned_volume_is_laid_out_along_the_estimated_axis(views):
     assert torch.allclose(on_axis[..., :2], torch.zeros(2, 1, 2), atol=1e-6) and torch.allclose(on_axis[..., 2], torch.full((2, 1), 0.4))
 
 
-def test_only_an_axis_aligned_model_gives_its_axis():
+def test_an_axis_estimator_loads_only_into_an_axis_aligned_model_and_stays_frozen():
+    from stereo_occ.models.axis_estimator import AxisEstimator
+
     cfg = ModelConfig(name="rig-stereo", hidden_dim=16, n_blocks=1, image_channels=4, volume_channels=4, volume_resolution=6)
-    plain = build_model(cfg, RigConfig(image_size=64))
-    images, points = torch.rand(1, 3, 64, 64), torch.rand(1, 10, 3) - 0.5
-    truth = F.normalize(torch.tensor([[0.2, 0.3, -0.9]]), dim=-1)
+    trained = AxisEstimator(image_size=64)
     with pytest.raises(UserError, match="model.align_axis"):
-        plain(images, images, points, rig_cameras(), axis_target=truth)
+        build_model(cfg, RigConfig(image_size=64)).load_axis_estimator(trained.state_dict())
     cfg.align_axis = True
     aligned = build_model(cfg, RigConfig(image_size=64))
-    with torch.no_grad():
-        logits, loss = aligned(images, images, points, rig_cameras(), axis_target=truth)
-        cond = aligned.encode(images, images, rig_cameras())
-    assert logits.shape == (1, 10) and torch.allclose(cond.axis.norm(dim=-1), torch.ones(1))
-    assert torch.allclose(loss, 1 - (cond.axis * truth).sum())
-    assert float(aligned.encoder.axis_loss(cond, cond.axis)) == pytest.approx(0.0, abs=1e-6)
+    aligned.load_axis_estimator(trained.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(aligned.encoder.axis_estimator.state_dict().values(), trained.state_dict().values()))
+    assert not any(p.requires_grad for p in aligned.encoder.axis_estimator.parameters())
+    images, points = torch.rand(1, 3, 64, 64), torch.rand(1, 10, 3) - 0.5
+    aligned(images, images, points, rig_cameras()).sum().backward()
+    assert all(p.grad is None for p in aligned.encoder.axis_estimator.parameters())
+    assert aligned.encoder.lift.weight.grad is not None
+    with pytest.raises(ValueError, match="64 px"):
+        trained(torch.rand(1, 3, 32, 32))

@@ -107,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from --out/model_last.pt")
 
     p = verbs.add_parser(
+        "train-axis",
+        help="train the axis estimator that rig models built with model.align_axis lay their volume along",
+        description="Train a small network that finds the object's up axis (data.up_axis) in one image, "
+        "on every view of the dataset's training split (left and right images, each camera rolled and "
+        "mirrored at random; settings in the config's axis section), and write it to --out (one file). "
+        "Give it to rig-stereo and rig-mono with model.align_axis=true model.axis_estimator=FILE; "
+        "`stereo-occ train` trains one itself when model.axis_estimator is not set. Prints the median "
+        "angle per category on the val split.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config(p, "file to write (e.g. runs/axis_estimator.pt)")
+    p.add_argument("--dataset", type=Path, required=True, help="dataset folder")
+
+    p = verbs.add_parser(
         "evaluate",
         help="evaluate a checkpoint on a dataset split",
         description="IoU, Chamfer-L1, normal consistency and F-score per category (Occupancy Networks "
@@ -204,6 +219,12 @@ def run(args: argparse.Namespace) -> None:
         overrides = list(args.overrides) + ([f"model.name={args.model}"] if args.model else [])
         cfg = load_config(args.config, overrides)
         train(cfg, dataset=args.dataset, out=args.out, resume=args.resume)
+    elif args.verb == "train-axis":
+        from .training.axis import train_axis_estimator
+
+        summary = train_axis_estimator(load_config(args.config, args.overrides), args.dataset, args.out)
+        print(f"wrote {args.out}; median angle to the true axis on val (degrees): "
+              + ", ".join(f"{c} {d:.0f}" for c, d in summary.get("val_median_degrees", {}).items()))
     elif args.verb == "evaluate":
         from .evaluation.evaluate import evaluate_checkpoint
 

@@ -7,7 +7,8 @@ is already complete, so re-running the same command after an interruption (or af
 =================  ===========================================================================
 ``D/dataset``      :func:`~stereo_occ.data.build.build_dataset` (resumes object by object)
 ``D/runs/<name>``  one training run per model; skipped when ``summary.json`` shows it finished,
-                   resumed from ``model_last.pt`` otherwise
+                   resumed from ``model_last.pt`` otherwise; ``D/runs/axis_estimator.pt`` first
+                   when a model sets ``model.align_axis`` (one estimator for all such models)
 ``D/eval/<name>``  ``model_best.pt`` on the test split; skipped while ``metrics.json`` is newer
                    than the checkpoint, was made with the same eval config and holds every
                    metric this version reports
@@ -111,6 +112,8 @@ def stale_run_settings(run: Path, cfg: Config) -> list[str]:
         for key, value in values.items():
             if section == "train" and key in RUN_LENGTH_KEYS:
                 continue
+            if section == "model" and key == "axis_estimator":  # where the file was; its weights are in the run
+                continue
             # a setting newer than the run: the run had the behaviour its default keeps
             if trained.get(section, {}).get(key, defaults[section][key]) != value:
                 differ.append(f"{section}.{key}")
@@ -140,9 +143,21 @@ def training_finished(run: Path, cfg: Config) -> bool:
 def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
     from .training.trainer import train
 
+    shared_estimator = runs / "axis_estimator.pt"
     for i, name in enumerate(cfg.experiment.models):
         run = runs / name
         model_cfg = model_config(cfg, name)
+        if model_cfg.model.align_axis and not model_cfg.model.axis_estimator:
+            # one estimator for every model that lays its volume along the axis, so that rig-stereo and
+            # rig-mono still differ only in the second view (and it is trained once)
+            model_cfg = dataclasses.replace(model_cfg, model=dataclasses.replace(model_cfg.model, axis_estimator=str(shared_estimator)))
+            if not shared_estimator.is_file() and not training_finished(run, model_cfg):
+                from .training.axis import train_axis_estimator
+
+                _stage(2, f"train the axis estimator (for {name} and every other model with model.align_axis) -> {shared_estimator}")
+                summary = train_axis_estimator(cfg, dataset, shared_estimator)
+                print("axis estimator: median angle to the true axis on val (degrees): "
+                      + ", ".join(f"{c} {d:.0f}" for c, d in summary.get("val_median_degrees", {}).items()))
         if training_finished(run, model_cfg):
             _stage(2, f"train {name}: finished ({run / 'summary.json'}), skipped")
             continue

@@ -52,11 +52,6 @@ class OccupancyNetwork(nn.Module):
         """Whether the decoder also gives each point's signed distance (``with_distance=True``)."""
         return bool(getattr(self.decoder, "predicts_distance", False))
 
-    @property
-    def predicts_axis(self) -> bool:
-        """Whether the encoder estimates the object's axis (``axis_target=`` in :meth:`forward`; ``model.align_axis``)."""
-        return bool(getattr(self.encoder, "predicts_axis", False))
-
     def decode(self, points: Tensor, conditioning: Any, with_distance: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """``(B, N)`` logits; with ``with_distance``, ``(logits, signed distances)``."""
         if points.dim() != 3 or points.shape[-1] != 3:
@@ -68,18 +63,20 @@ class OccupancyNetwork(nn.Module):
         return self.decoder(points, conditioning, with_distance=True)
 
     def forward(
-        self, left: Tensor, right: Tensor, points: Tensor, cameras: Cameras | None = None, with_distance: bool = False,
-        axis_target: Tensor | None = None,
+        self, left: Tensor, right: Tensor, points: Tensor, cameras: Cameras | None = None, with_distance: bool = False
     ) -> Any:
-        """Logits (``with_distance``: with the distances, as :meth:`decode`). With ``axis_target``, the
-        objects' true ``(B, 3)`` unit axes in the rig frame: ``(that, the axis loss)`` (``model.align_axis``)."""
-        conditioning = self.encode(left, right, cameras)
-        out = self.decode(points, conditioning, with_distance)
-        if axis_target is None:
-            return out
-        if not self.predicts_axis:
-            raise UserError(f"{type(self.encoder).__name__} estimates no axis (model.align_axis=true, rig models)")
-        return out, self.encoder.axis_loss(conditioning, axis_target)
+        """Logits (``with_distance``: with the distances, as :meth:`decode`)."""
+        return self.decode(points, self.encode(left, right, cameras), with_distance)
+
+    def load_axis_estimator(self, state_dict: Mapping[str, Tensor]) -> None:
+        """Load a trained axis estimator (``training/axis.py``) into an encoder built with ``align_axis``.
+
+        The caller reads the file; models never touch files.
+        """
+        estimator = getattr(self.encoder, "axis_estimator", None)
+        if estimator is None:
+            raise UserError(f"{type(self.encoder).__name__} has no axis estimator (model.align_axis=true, rig models)")
+        estimator.load_state_dict(state_dict)
 
     def load_resnet18_weights(self, state_dict: Mapping[str, Tensor]) -> None:
         """Initialise the encoder's ResNet-18 from a torchvision-format ImageNet state dict.

@@ -21,13 +21,12 @@ checkpoint), so a query point can be projected into both images:
    comparison of its two pixel features (bilinear, at the projection: the fine detail the coarse
    volume cannot hold), and a positional encoding, through residual blocks without normalisation.
 
-With ``align_axis`` the network first estimates the object's axis (:class:`AxisHead`: the up axis of
-a mug, a bowl or a bottle, all solids of revolution but for a handle) from the pooled features, and
-builds the volume in a frame whose third axis is that estimate (:func:`axis_frame`); the decoder reads
-the volume and encodes positions in the same frame. The 3D convolutions then see every object upright,
-whatever its rotation in the rig, so what they learn about walls (parallel to the axis for a mug,
-around it for a bowl) holds for every view. The head is trained on the true axis (``train.axis_weight``);
-the frames use its estimate, detached, in training as at test.
+With ``align_axis`` the volume is built in a frame whose third axis is the object's axis
+(:func:`axis_frame`), estimated from the images by a separate network trained first and frozen
+(:mod:`.axis_estimator`: the up axis of a mug, a bowl or a bottle, all solids of revolution but for a
+handle); the decoder reads the volume and encodes positions in the same frame. The 3D convolutions
+then see every object upright, whatever its rotation in the rig, so what they learn about walls
+(parallel to the axis for a mug, around it for a bowl) holds for every view.
 
 The mono twin (``views=1``) is the same network on the left view only: the volume and the decoder get
 the left feature and the point's depth in front of the left camera instead of the comparison, so the
@@ -47,6 +46,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig, RigConfig
 from ..data.rig import OBJECT_RADIUS
 from ..errors import UserError
+from .axis_estimator import AxisEstimator, rig_axis
 from .cameras import LEFT, RIGHT, Cameras
 from .network import OccupancyNetwork
 
@@ -190,29 +190,6 @@ def sample_volume(volume: Tensor, points: Tensor, extent: float) -> Tensor:
     return sampled[:, :, :, 0, 0].transpose(1, 2)
 
 
-class AxisHead(nn.Module):
-    """The view(s)' feature maps -> the object's axis, a unit vector in the left camera's frame.
-
-    It reads the shared image features, which the occupancy loss also trains: a small network of its
-    own on the images, a classifier over directions and a vote of every feature cell all learned less
-    in the same steps (docs/training.md, "Session 19"). The maps are pooled to 4 x 4 cells, not to one
-    vector: where in the image the object's parts are (a bottle's neck above or below its body) is
-    what tells the axis, and its sign.
-    """
-
-    CELLS = 4
-
-    def __init__(self, channels: int, views: int, hidden: int = 128) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(views * channels * self.CELLS**2, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 3)
-        )
-
-    def forward(self, maps: list[Tensor]) -> Tensor:
-        pooled = [F.adaptive_avg_pool2d(m, self.CELLS).flatten(1) for m in maps]
-        return F.normalize(self.mlp(torch.cat(pooled, 1)).float(), dim=-1)
-
-
 def axis_frame(axis: Tensor) -> Tensor:
     """``(B, 3)`` unit axes -> ``(B, 3, 3)`` rotations whose third row is the axis.
 
@@ -247,6 +224,7 @@ class RigVolumeEncoder(nn.Module):
         fine_channels: int = 0,
         space_to_depth: int = 1,
         align_axis: bool = False,
+        image_size: int = 64,
     ) -> None:
         super().__init__()
         if views not in (1, 2):
@@ -268,11 +246,8 @@ class RigVolumeEncoder(nn.Module):
         # Voxel centres in (z, y, x) memory order, as (x, y, z) points: the order grid_sample reads.
         self.register_buffer("voxel_centers", torch.stack([x, y, z], -1).reshape(-1, 3), persistent=False)
         self.resolution = volume_resolution
-        self.axis_head = AxisHead(self.feature_dim, views) if align_axis else None
-
-    @property
-    def predicts_axis(self) -> bool:
-        return self.axis_head is not None
+        # Frozen: trained before this network (training/axis.py) and loaded when its training starts.
+        self.axis_estimator = AxisEstimator(image_size=image_size).requires_grad_(False) if align_axis else None
 
     def forward(self, left: Tensor, right: Tensor, cameras: Cameras | None = None) -> RigConditioning:
         if cameras is None:
@@ -287,12 +262,11 @@ class RigVolumeEncoder(nn.Module):
             (left_map, left_fine), right_map, right_fine = self.features(left), None, None
         centers = self.voxel_centers[None].expand(b, -1, -1)
         axis = frame = None
-        if self.axis_head is not None:
-            in_camera = self.axis_head([left_map] if right_map is None else [left_map, right_map])
-            with torch.autocast(left.device.type, enabled=False):  # positions in fp32 under bf16 autocast
-                rotation = cameras.world_to_cam[:, LEFT, :3, :3].float()  # rig -> left camera
-                axis = (in_camera[:, None, :] @ rotation)[:, 0]  # R^T a, as row vectors
-                frame = axis_frame(axis.detach())
+        if self.axis_estimator is not None:
+            # In fp32 under bf16 autocast, so that training and evaluation lay out the same frame.
+            with torch.no_grad(), torch.autocast(left.device.type, enabled=False):
+                axis = rig_axis(self.axis_estimator, [left.float()] if self.views == 1 else [left.float(), right.float()], cameras)
+                frame = axis_frame(axis)
                 centers = centers @ frame  # the grid laid out in the axis frame: p = frame^T q
         narrow = self.volume_features(maps if self.views == 2 else left_map)
         per_voxel = point_features(centers, narrow[:b], narrow[b:] if right_map is not None else None, cameras)
@@ -304,11 +278,6 @@ class RigVolumeEncoder(nn.Module):
         with torch.autocast(volume.device.type, enabled=False):
             volume = self.unet(self.lift(volume.float()))
         return RigConditioning(left_map, right_map, volume, cameras, left_fine, right_fine, axis, frame)
-
-    @staticmethod
-    def axis_loss(conditioning: RigConditioning, axis: Tensor) -> Tensor:
-        """1 - the cosine between the estimated and the true ``(B, 3)`` unit axes (rig frame), averaged."""
-        return 1.0 - (conditioning.axis * axis.float()).sum(-1).mean()
 
 
 def point_feature_dim(feature_dim: int, views: int) -> int:
@@ -404,6 +373,7 @@ def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork
         space_to_depth=cfg.space_to_depth,
         extent=rig_cfg.object_radius,  # the volume's cells only where an object can be
         align_axis=cfg.align_axis,
+        image_size=rig_cfg.image_size,
     )
     if cfg.positional_frequencies < 0:
         raise UserError(f"model.positional_frequencies must be 0 or more (got {cfg.positional_frequencies})")

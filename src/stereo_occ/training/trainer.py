@@ -38,6 +38,7 @@ from ..errors import UserError
 from ..evaluation.threshold import DEFAULT_THRESHOLD, choose_threshold, ious_at, validation_thresholds
 from ..files import write_atomic
 from ..models.cameras import Cameras
+from .axis import load_axis_estimator, train_axis_estimator
 from .checkpoint import (
     FORMAT_VERSION,
     capture_rng_state,
@@ -59,6 +60,7 @@ from .distributed import (
 from .sampler import EpochKeyed, EpochStream, ResumableDistributedSampler, category_weights
 
 LAST, BEST = "model_last.pt", "model_best.pt"
+AXIS_ESTIMATOR = "axis_estimator.pt"  # trained first when model.align_axis has no model.axis_estimator
 METRICS_COLUMNS = ("iteration", "seconds", "split", "loss", "iou", "threshold") + tuple(f"iou_{c}" for c in CATEGORIES)
 
 
@@ -149,12 +151,6 @@ def evaluate_points(
 
 
 # --- pieces of a run ----------------------------------------------------------------------------------
-
-
-def object_axis(rotation: Tensor, up_axis: str) -> Tensor:
-    """``(B, 3, 3)`` object-to-rig rotations -> ``(B, 3)`` the objects' ``up_axis`` in the rig frame:
-    that column of ``R`` (``p_rig = R p_obj``)."""
-    return rotation[:, :, "xyz".index(up_axis)]
 
 
 def _item_categories(dataset: Dataset) -> list[str]:
@@ -384,6 +380,10 @@ class _Run:
         self.model = build_model(self.cfg.model, self.cfg.dataset.rig)
         if resume_state is None and self.cfg.model.pretrained:
             load_pretrained(self.model, self.cfg.model.pretrained)
+        if self.cfg.model.align_axis and getattr(self.model.encoder, "axis_estimator", None) is None:
+            raise UserError(f"model.align_axis is for the camera-aware models (rig-stereo, rig-mono), not {self.cfg.model.name}")
+        if resume_state is None and self.cfg.model.align_axis:
+            self.model.load_axis_estimator(self._axis_estimator()["state_dict"])
         self.model.to(self.ctx.device)
         self.amp_dtype = autocast_dtype(self.tc.precision, self.ctx.device, self.model.trains_well_in_bf16)
         self.precision: str | None = "bf16" if self.amp_dtype == torch.bfloat16 else "fp32"  # what auto chose here
@@ -483,6 +483,25 @@ class _Run:
             best_checkpoint=self.out / BEST,
         )
 
+    def _axis_estimator(self) -> dict:
+        """The axis estimator a new ``align_axis`` run starts from: ``model.axis_estimator``, or one
+        trained into the run folder first (rank 0; the others wait and read it)."""
+        path = self.cfg.model.axis_estimator
+        if not path:
+            path = self.out / AXIS_ESTIMATOR
+            if self.ctx.is_main and not path.is_file():
+                print(f"model.align_axis without model.axis_estimator: training one first -> {path}")
+                summary = train_axis_estimator(self.cfg, self.root, path)
+                print(f"axis estimator: median angle on val {summary.get('val_median_degrees')}")
+            barrier(self.ctx)
+        record = load_axis_estimator(path)
+        if record["image_size"] != self.cfg.dataset.rig.image_size:
+            raise UserError(
+                f"model.axis_estimator: {path} was trained on {record['image_size']} px images, this rig's are "
+                f"{self.cfg.dataset.rig.image_size} px"
+            )
+        return record
+
     # -- the loop ------------------------------------------------------------------------------------
 
     def run(self, resume: bool) -> TrainResult:
@@ -576,17 +595,14 @@ class _Run:
     def _loss_terms(self) -> dict[str, float]:
         """The loss terms this run trains, with their weights (the BCE, "loss", always)."""
         tc = self.tc
-        weights = {"loss": 1.0, "distance_loss": tc.distance_weight, "iou_loss": tc.iou_weight,
-                   "axis_loss": tc.axis_weight if self.model.predicts_axis else 0.0}
+        weights = {"loss": 1.0, "distance_loss": tc.distance_weight, "iou_loss": tc.iou_weight}
         return {name: w for name, w in weights.items() if w > 0}
 
-    def _losses(self, batch: dict, logits: Tensor, distance: Tensor | None, axis_loss: Tensor | None) -> dict[str, Tensor]:
+    def _losses(self, batch: dict, logits: Tensor, distance: Tensor | None) -> dict[str, Tensor]:
         """Each term of :meth:`_loss_terms`, unweighted, for one batch."""
         device, tc = self.ctx.device, self.tc
         occ = batch["occupancies"].to(device, non_blocking=True)
         terms = {"loss": F.binary_cross_entropy_with_logits(logits, occ)}
-        if axis_loss is not None:
-            terms["axis_loss"] = axis_loss.float()
         if distance is not None:
             # L1 on distances clipped at tau (beyond it the prediction is free), in units of tau
             tau = tc.distance_truncation
@@ -615,16 +631,12 @@ class _Run:
             points = batch["points"].to(device, non_blocking=True)
             cameras = Cameras.from_batch(batch).to(device)
             self._set_learning_rate()
-            extra: dict = {}  # the outputs beyond the logits this run trains
-            if tc.distance_weight > 0:
-                extra["with_distance"] = True
-            if "axis_loss" in weights:
-                extra["axis_target"] = object_axis(batch["rotation"].to(device, non_blocking=True), self.cfg.data.up_axis)
             with autocast(device, self.amp_dtype):
-                outputs = self.ddp(left, right, points, cameras, **extra)
-            outputs, axis_loss = outputs if "axis_target" in extra else (outputs, None)
-            logits, distance = outputs if tc.distance_weight > 0 else (outputs, None)
-            terms = self._losses(batch, logits.float(), distance, axis_loss)
+                if tc.distance_weight > 0:
+                    logits, distance = self.ddp(left, right, points, cameras, with_distance=True)
+                else:
+                    logits, distance = self.ddp(left, right, points, cameras), None
+            terms = self._losses(batch, logits.float(), distance)
             total = sum(weight * terms[name] for name, weight in weights.items())
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()

@@ -1,0 +1,78 @@
+"""The object's up axis from the images, by a small network trained before the occupancy network.
+
+Mugs, bowls and bottles are solids of revolution (but for a mug's handle). An occupancy network
+that works in a frame along the object's axis sees every object upright, whatever its rotation in
+the rig, so what it learns about walls holds for every view: given the true axis, the quick
+rig-stereo scored +0.085 development IoU (docs/training.md, "Session 19"). The occupancy network
+cannot learn the axis itself in the quick budget (a head on its own features stayed 20-65 degrees
+off, and the frames moved under it while it learned). So the axis comes from a network of its own,
+trained first and then frozen (:mod:`stereo_occ.training.axis`):
+
+- it sees **one image** and answers in **that camera's frame**, so every view of every training
+  object is a sample (both images of a pair), and a camera rolled about its optical axis or mirrored
+  gives new samples whose answer is known (the image turned about its centre, the axis turned about
+  z; the image mirrored, x negated): a few thousand images are enough;
+- the rig models bring each view's answer into the rig frame with the calibration and average them
+  (:func:`rig_axis`): rig-stereo uses both views, rig-mono the left one, with the same estimator.
+
+It is trained on the cosine to the true axis: the sign matters (a bowl's opening). Mugs are where it
+fails: their silhouette is about as tall as it is wide and the handle is what stands out (about 75
+degrees off, where bowls are about 15 and bottles 20-30; docs/training.md, "Session 20").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .cameras import Cameras
+
+
+class AxisEstimator(nn.Module):
+    """``(B, 3, H, W)`` images in [0, 1] -> ``(B, 3)`` unit axes in each image's camera frame.
+
+    Five stride-2 stages of two 3x3 convolutions (GroupNorm: no batch statistics, so training and
+    evaluation compute the same thing), then the 2x2 map (at 64 px) flattened through two linear
+    layers: where in the image the parts lie (a neck above or below a body) tells the axis and its sign.
+    """
+
+    STAGES = 5
+
+    def __init__(self, width: int = 32, image_size: int = 64) -> None:
+        super().__init__()
+        channels = [3, width, 2 * width, 4 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = []
+        for i in range(self.STAGES):
+            c_in, c_out = channels[i], channels[i + 1]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(8, c_out), nn.ReLU(inplace=True),
+                nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.ReLU(inplace=True),
+            ]
+        self.features = nn.Sequential(*layers)
+        side = image_size
+        for _ in range(self.STAGES):
+            side = (side + 1) // 2
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(channels[-1] * side * side, 256), nn.ReLU(inplace=True), nn.Linear(256, 3)
+        )
+        self.width, self.image_size = width, image_size
+
+    def forward(self, images: Tensor) -> Tensor:
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"the axis estimator takes {self.image_size} px images (got {tuple(images.shape[-2:])})")
+        return F.normalize(self.head(self.features(images)).float(), dim=-1)
+
+
+def rig_axis(estimator: AxisEstimator, images: list[Tensor], cameras: Cameras) -> Tensor:
+    """Each view's estimate brought into the rig frame (``R_v^T a_v``) and averaged: ``(B, 3)`` unit axes.
+
+    ``images`` are the views in the rig's order (the left one alone for a mono model).
+    """
+    total = 0.0
+    for view, image in enumerate(images):
+        in_camera = estimator(image)
+        with torch.autocast(image.device.type, enabled=False):
+            rotation = cameras.world_to_cam[:, view, :3, :3].float()  # rig -> camera
+            total = total + (in_camera.float()[:, None, :] @ rotation)[:, 0]
+    return F.normalize(total, dim=-1)

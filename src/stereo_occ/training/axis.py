@@ -1,0 +1,166 @@
+"""Training the axis estimator (:mod:`stereo_occ.models.axis_estimator`) before the occupancy network.
+
+Every view of the training split is a sample, one image at a time, left and right alike, with the
+object's up axis (``data.up_axis`` of the object, in that camera's frame) as the answer. Each batch
+is augmented on the fly: the camera rolled about its optical axis by a random angle (the image
+turned about its centre, the answer turned about z) and mirrored half the time (x negated), which
+are views the rig could have taken. The loss is one minus the cosine to the answer.
+
+The result is one file (:func:`save_axis_estimator`) that rig models built with
+``model.align_axis`` load at the start of their training (``model.axis_estimator``) and keep frozen;
+the experiment trains one and shares it between rig-stereo and rig-mono, so the twins still differ
+only in the second view.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from ..config import CATEGORIES, Config
+from ..data.dataset import StereoOccupancyDataset
+from ..errors import UserError
+from ..models.axis_estimator import AxisEstimator, rig_axis
+from ..models.cameras import Cameras
+from .distributed import autocast, autocast_dtype
+
+FORMAT = "stereo-occ axis estimator"
+VERSION = 1
+
+
+@dataclass
+class AxisSamples:
+    """Every (object, view, camera) image of a split with its answer."""
+
+    images: Tensor  # (N, 3, H, W) uint8
+    axes: Tensor  # (N, 3) the up axis in the image's camera frame
+    categories: Tensor  # (N,) index into CATEGORIES
+
+    @classmethod
+    def from_dataset(cls, dataset: StereoOccupancyDataset, up_axis: str) -> "AxisSamples":
+        column = "xyz".index(up_axis)
+        images, axes, categories = [], [], []
+        for obj, category in zip(dataset.objects, dataset.categories):
+            for view in range(dataset.views_per_object):
+                rotation, _, world_to_cam = obj.cameras(view)
+                up_rig = np.asarray(rotation, dtype=np.float64)[:, column]
+                for camera in range(2):
+                    images.append(np.ascontiguousarray(obj.image(view, camera).transpose(2, 0, 1)))
+                    axes.append(np.asarray(world_to_cam[camera], dtype=np.float64)[:3, :3] @ up_rig)
+                    categories.append(CATEGORIES.index(category))
+        return cls(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(axes)).float(), torch.tensor(categories))
+
+
+def roll_and_mirror(images: Tensor, axes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Float images ``(B, 3, H, W)`` in [0, 1] and their camera-frame axes, each camera rolled about
+    its optical axis by a random angle and mirrored half the time; the white background fills the corners.
+
+    Exact for a principal point at the image centre (the rig's, ``data/rig.py``): rolling a pinhole
+    camera by ``phi`` turns its image by ``phi`` about that point and a camera-frame direction by
+    ``phi`` about z.
+    """
+    b = images.shape[0]
+    phi = torch.rand(b, generator=generator) * (2 * math.pi)
+    c, s = torch.cos(phi), torch.sin(phi)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = c, s, -s, c  # output pixel -> source pixel
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    turned = F.grid_sample(images - 1.0, grid, align_corners=False, padding_mode="zeros") + 1.0
+    rolled = torch.stack([c * axes[:, 0] - s * axes[:, 1], s * axes[:, 0] + c * axes[:, 1], axes[:, 2]], -1)
+    mirror = torch.rand(b, generator=generator) < 0.5
+    turned = torch.where(mirror[:, None, None, None], turned.flip(-1), turned)
+    rolled = torch.where(mirror[:, None], rolled * rolled.new_tensor([-1.0, 1.0, 1.0]), rolled)
+    return turned, rolled
+
+
+@torch.no_grad()
+def axis_errors(estimator: AxisEstimator, dataset: StereoOccupancyDataset, up_axis: str, views: int = 2) -> dict[str, list[float]]:
+    """Per category, the angle in degrees between the estimate in the rig frame (``views`` = 2: both
+    views averaged, as rig-stereo uses it; 1: the left one, as rig-mono) and the true axis, per item."""
+    column = "xyz".index(up_axis)
+    errors: dict[str, list[float]] = {c: [] for c in CATEGORIES}
+    estimator.eval()
+    for obj, category in zip(dataset.objects, dataset.categories):
+        for view in range(dataset.views_per_object):
+            rotation, K, world_to_cam = obj.cameras(view)
+            cameras = Cameras.from_arrays(K, world_to_cam, estimator.image_size)
+            images = [torch.from_numpy(obj.image(view, cam).transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
+                      for cam in range(views)]
+            estimate = rig_axis(estimator, images, cameras)[0].double().numpy()
+            cosine = float(np.clip(estimate @ np.asarray(rotation, np.float64)[:, column], -1.0, 1.0))
+            errors[category].append(math.degrees(math.acos(cosine)))
+    return errors
+
+
+def median_errors(errors: dict[str, list[float]]) -> dict[str, float]:
+    return {c: float(np.median(v)) for c, v in errors.items() if v}
+
+
+def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path, *, show_progress: bool = True) -> dict:
+    """Train an estimator on the training split of ``dataset_root`` (``cfg.axis``), write it to
+    ``out`` (a file), and return its summary: the median angle per category on the val split."""
+    ac, out = cfg.axis, Path(out)
+    torch.manual_seed(ac.seed)
+    generator = torch.Generator().manual_seed(ac.seed)
+    train = StereoOccupancyDataset(dataset_root, "train", points_per_sample=1)
+    samples = AxisSamples.from_dataset(train, cfg.data.up_axis)
+    image_size = int(samples.images.shape[-1])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    amp_dtype = autocast_dtype(ac.precision, device, bf16_on_cpu=True)
+    estimator = AxisEstimator(image_size=image_size).to(device)
+    optimiser = torch.optim.Adam(estimator.parameters(), lr=ac.lr)
+    bar = tqdm(range(ac.steps), desc="train the axis estimator", disable=not show_progress, mininterval=1.0)
+    for _ in bar:
+        pick = torch.randint(len(samples.axes), (ac.batch_size,), generator=generator)
+        images, axes = roll_and_mirror(samples.images[pick].float() / 255.0, samples.axes[pick], generator)
+        with autocast(device, amp_dtype):
+            estimate = estimator(images.to(device))
+        loss = 1.0 - (estimate.float() * axes.to(device)).sum(-1).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    estimator = estimator.cpu()
+    summary = {"steps": ac.steps, "train_images": len(samples.axes), "up_axis": cfg.data.up_axis,
+               "precision": "bf16" if amp_dtype == torch.bfloat16 else "fp32"}
+    try:
+        val = StereoOccupancyDataset(dataset_root, "val", points_per_sample=1)
+    except UserError:
+        val = None
+    if val is not None:
+        summary["val_median_degrees"] = median_errors(axis_errors(estimator, val, cfg.data.up_axis))
+    save_axis_estimator(estimator, out, summary)
+    return summary
+
+
+def save_axis_estimator(estimator: AxisEstimator, path: Path, summary: dict) -> None:
+    """Tensors and plain values only, so that it loads with ``weights_only=True``; written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"format": FORMAT, "version": VERSION, "width": estimator.width, "image_size": estimator.image_size,
+              "state_dict": estimator.state_dict(), "summary": summary}
+    partial = path.with_name(path.name + ".partial")
+    torch.save(record, partial)
+    partial.replace(path)
+
+
+def load_axis_estimator(path: str | Path) -> dict:
+    """The record :func:`save_axis_estimator` wrote (``weights_only=True``); a clear error otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"model.axis_estimator: file not found: {path} (train one with `stereo-occ train-axis`)")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt files fail in many ways
+        raise UserError(f"model.axis_estimator: cannot read {path} ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise UserError(f"model.axis_estimator: {path} is not an axis estimator written by `stereo-occ train-axis`")
+    if record.get("version") != VERSION:
+        raise UserError(f"model.axis_estimator: {path} has version {record.get('version')}, this stereo-occ reads {VERSION}")
+    return record
