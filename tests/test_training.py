@@ -531,3 +531,18 @@ def test_the_axis_estimator_learns(tiny_dataset):
         optimiser.step()
     with torch.no_grad():
         assert float(loss()) < 0.5 * before
+
+
+def test_the_train_axis_command_writes_an_estimator_that_loads_safely(tiny_dataset, tmp_path, capsys):
+    from stereo_occ import cli
+    from stereo_occ.training.axis import load_axis_estimator
+
+    out = tmp_path / "estimator.pt"
+    cli.main(["train-axis", "--dataset", str(tiny_dataset), "--out", str(out), "axis.steps=2", "axis.batch_size=4"])
+    assert "median angle to the true axis on val" in capsys.readouterr().out
+    record = load_axis_estimator(out)  # weights_only=True inside
+    assert record["image_size"] == 64 and record["summary"]["steps"] == 2
+    assert not (tmp_path / "estimator.pt.partial").exists()
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(UserError, match="not an axis estimator"):
+        load_axis_estimator(tmp_path / "other.pt")
