@@ -27,7 +27,7 @@ chose, the trainer's mean over val objects; per category in a second table) of t
 at or before N minutes of training (``*``: the run ended before N
 minutes, so this is its final validation; ``-``: no validation by then); ``final`` the last
 validation; then the per-category network IoU of the final weights on the test split.
-Models built with ``model.align_axis`` (the quick config's rig pair) start from an axis estimator
+Models built with ``model.align_axis`` (e.g. ``--models rig-stereo,rig-mono model.align_axis=true``) start from an axis estimator
 trained once at the start, as ``experiment`` does; its seconds are added to their time axis, so
 their ``IoU@Nm`` counts the estimator's minutes too (``axis`` column).
 Absolute numbers depend on the machine; compare models by the ratios and the IoU columns.

@@ -54,3 +54,13 @@ def test_bad_files_are_one_line_errors(tmp_path):
     broken.write_text("train: [unclosed\n")
     with pytest.raises(UserError, match="not a valid YAML"):
         load_config(broken)
+
+
+def test_a_stored_config_with_a_retired_setting_still_loads():
+    """Checkpoints of session 19 stored train.axis_weight (its axis head's loss, since removed)."""
+    stored = to_dict(Config())
+    stored["train"]["axis_weight"] = 1.0
+    assert from_dict(stored) == Config()
+    stored["train"]["no_such_setting"] = 1
+    with pytest.raises(UserError):
+        from_dict(stored)

@@ -252,7 +252,7 @@ def test_bf16_steps_of_the_camera_aware_models_are_bit_reproducible(name):
     torch.manual_seed(0)
     rig = RigConfig(image_size=64)
     cfg = ModelConfig(name=name, image_channels=8, volume_channels=8, volume_resolution=8, hidden_dim=32, n_blocks=1,
-                      align_axis=True)  # the quick config's models (the volume along the estimator's axis)
+                      align_axis=True)  # the volume along the frozen estimator's axis too
     model = build_model(cfg, rig)
     cameras = Cameras.from_rig(StereoRig.from_config(rig)).expand(4)
     g = torch.Generator().manual_seed(1)
@@ -496,6 +496,16 @@ def test_an_axis_aligned_run_trains_its_estimator_first_and_keeps_it_frozen(tiny
     assert not (tmp_path / "given" / "axis_estimator.pt").exists()
     given = load_checkpoint(tmp_path / "given" / "model_last.pt")["model"]
     assert all(torch.equal(given[f"encoder.axis_estimator.{k}"], v) for k, v in record["state_dict"].items())
+    # a resume reads the estimator from the checkpoint, wherever the file is now (or whether it is)
+    (tmp_path / "run" / "axis_estimator.pt").rename(tmp_path / "moved.pt")
+    train(small_config(*rig, "train.iterations=4", f"model.axis_estimator={tmp_path / 'gone.pt'}"), tiny_dataset,
+          tmp_path / "run", resume=True)
+    resumed = load_checkpoint(tmp_path / "run" / "model_last.pt")
+    assert resumed["iteration"] == 4 and not (tmp_path / "run" / "axis_estimator.pt").exists()
+    assert all(torch.equal(resumed["model"][f"encoder.axis_estimator.{k}"], v) for k, v in record["state_dict"].items())
+    with pytest.raises(UserError, match="finds the objects' z axis, this run's data.up_axis is y"):
+        train(small_config(*rig, "train.iterations=1", "data.up_axis=y", f"model.axis_estimator={tmp_path / 'moved.pt'}"),
+              tiny_dataset, tmp_path / "sideways")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="model.axis_estimator: cannot read"):
         train(small_config(*rig, "train.iterations=1", f"model.axis_estimator={tmp_path / 'bad.pt'}"), tiny_dataset, tmp_path / "bad")

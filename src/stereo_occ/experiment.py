@@ -151,7 +151,8 @@ def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
             # one estimator for every model that lays its volume along the axis, so that rig-stereo and
             # rig-mono still differ only in the second view (and it is trained once)
             model_cfg = dataclasses.replace(model_cfg, model=dataclasses.replace(model_cfg.model, axis_estimator=str(shared_estimator)))
-            if not shared_estimator.is_file() and not training_finished(run, model_cfg):
+            # (a run already under way has its estimator in its checkpoint)
+            if not shared_estimator.is_file() and not (run / "model_last.pt").exists():
                 from .training.axis import train_axis_estimator
 
                 _stage(2, f"train the axis estimator (for {name} and every other model with model.align_axis) -> {shared_estimator}")

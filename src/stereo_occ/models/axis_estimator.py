@@ -16,8 +16,9 @@ trained first and then frozen (:mod:`stereo_occ.training.axis`):
   (:func:`rig_axis`): rig-stereo uses both views, rig-mono the left one, with the same estimator.
 
 It is trained on the cosine to the true axis: the sign matters (a bowl's opening). Mugs are where it
-fails: their silhouette is about as tall as it is wide and the handle is what stands out (about 75
-degrees off, where bowls are about 15 and bottles 20-30; docs/training.md, "Session 20").
+fails: their silhouette is about as tall as it is wide and the handle is what stands out (about 80
+degrees off on the development set, where bowls are about 20 and bottles 25-30; docs/training.md,
+"Session 20").
 """
 
 from __future__ import annotations

@@ -447,8 +447,9 @@ class _Run:
         ours = dict(to_dict(self.cfg.model))
         # a setting newer than the checkpoint: it was trained with the behaviour its default keeps
         theirs = {**to_dict(ModelConfig(name=self.cfg.model.name)), **state["config"].get("model", {})}
-        ours.pop("pretrained", None)
-        theirs.pop("pretrained", None)
+        for where_a_file_was in ("pretrained", "axis_estimator"):  # read at a fresh start only; the weights are in the checkpoint
+            ours.pop(where_a_file_was, None)
+            theirs.pop(where_a_file_was, None)
         diffs = config_differences(ours, theirs, "model.")
         if diffs:
             raise UserError(f"{path}: cannot resume, the model config differs in {', '.join(diffs)}")
@@ -495,6 +496,10 @@ class _Run:
                 print(f"axis estimator: median angle on val {summary.get('val_median_degrees')}")
             barrier(self.ctx)
         record = load_axis_estimator(path)
+        trained_for = record["summary"].get("up_axis")
+        if trained_for != self.cfg.data.up_axis:
+            raise UserError(f"model.axis_estimator: {path} finds the objects' {trained_for} axis, this run's data.up_axis is "
+                            f"{self.cfg.data.up_axis}; train one for it (`stereo-occ train-axis`)")
         if record["image_size"] != self.cfg.dataset.rig.image_size:
             raise UserError(
                 f"model.axis_estimator: {path} was trained on {record['image_size']} px images, this rig's are "
