@@ -61,7 +61,7 @@ from stereo_occ.files import write_atomic
 from stereo_occ.models import MODELS, build_model
 from stereo_occ.models.cameras import Cameras
 from stereo_occ.training.distributed import autocast, autocast_dtype
-from stereo_occ.training.axis import train_axis_estimator
+from stereo_occ.training.axis import describe, train_axis_estimator
 from stereo_occ.training.trainer import train
 
 REFERENCE = "mono"
@@ -145,8 +145,7 @@ def shared_axis_estimator(args, base: Config) -> tuple[Path, float]:
         started = time.perf_counter()
         summary = train_axis_estimator(base, args.dataset, path)
         args.axis_seconds = time.perf_counter() - started
-        print(f"\n== axis estimator: {base.axis.steps} steps in {args.axis_seconds:.0f} s, median angle on val "
-              f"{summary.get('val_median_degrees')} -> {path}")
+        print(f"\n== {base.axis.steps} axis estimator steps in {args.axis_seconds:.0f} s -> {path}; {describe(summary)}")
     return path, args.axis_seconds
 
 

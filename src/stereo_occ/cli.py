@@ -220,11 +220,10 @@ def run(args: argparse.Namespace) -> None:
         cfg = load_config(args.config, overrides)
         train(cfg, dataset=args.dataset, out=args.out, resume=args.resume)
     elif args.verb == "train-axis":
-        from .training.axis import train_axis_estimator
+        from .training.axis import describe, train_axis_estimator
 
         summary = train_axis_estimator(load_config(args.config, args.overrides), args.dataset, args.out)
-        print(f"wrote {args.out}; median angle to the true axis on val (degrees): "
-              + ", ".join(f"{c} {d:.0f}" for c, d in summary.get("val_median_degrees", {}).items()))
+        print(f"wrote {args.out}; {describe(summary)}")
     elif args.verb == "evaluate":
         from .evaluation.evaluate import evaluate_checkpoint
 

@@ -153,12 +153,11 @@ def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
             model_cfg = dataclasses.replace(model_cfg, model=dataclasses.replace(model_cfg.model, axis_estimator=str(shared_estimator)))
             # (a run already under way has its estimator in its checkpoint)
             if not shared_estimator.is_file() and not (run / "model_last.pt").exists():
-                from .training.axis import train_axis_estimator
+                from .training.axis import describe, train_axis_estimator
 
                 _stage(2, f"train the axis estimator (for {name} and every other model with model.align_axis) -> {shared_estimator}")
                 summary = train_axis_estimator(cfg, dataset, shared_estimator)
-                print("axis estimator: median angle to the true axis on val (degrees): "
-                      + ", ".join(f"{c} {d:.0f}" for c, d in summary.get("val_median_degrees", {}).items()))
+                print(describe(summary))
         if training_finished(run, model_cfg):
             _stage(2, f"train {name}: finished ({run / 'summary.json'}), skipped")
             continue

@@ -105,6 +105,15 @@ def median_errors(errors: dict[str, list[float]]) -> dict[str, float]:
     return {c: float(np.median(v)) for c, v in errors.items() if v}
 
 
+def describe(summary: dict) -> str:
+    """One line for the console: how far off a trained estimator is on the val split."""
+    medians = summary.get("val_median_degrees")
+    if not medians:
+        return "axis estimator: no val split to measure it on"
+    return "axis estimator: median angle to the true axis on val (degrees): " + ", ".join(
+        f"{c} {d:.0f}" for c, d in medians.items())
+
+
 def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path, *, show_progress: bool = True) -> dict:
     """Train an estimator on the training split of ``dataset_root`` (``cfg.axis``), write it to
     ``out`` (a file), and return its summary: the median angle per category on the val split.

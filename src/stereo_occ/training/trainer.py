@@ -38,7 +38,7 @@ from ..errors import UserError
 from ..evaluation.threshold import DEFAULT_THRESHOLD, choose_threshold, ious_at, validation_thresholds
 from ..files import write_atomic
 from ..models.cameras import Cameras
-from .axis import load_axis_estimator, train_axis_estimator
+from .axis import describe, load_axis_estimator, train_axis_estimator
 from .checkpoint import (
     FORMAT_VERSION,
     capture_rng_state,
@@ -493,7 +493,7 @@ class _Run:
             if self.ctx.is_main and not path.is_file():
                 print(f"model.align_axis without model.axis_estimator: training one first -> {path}")
                 summary = train_axis_estimator(self.cfg, self.root, path)
-                print(f"axis estimator: median angle on val {summary.get('val_median_degrees')}")
+                print(describe(summary))
             barrier(self.ctx)
         record = load_axis_estimator(path)
         trained_for = record["summary"].get("up_axis")
