@@ -295,6 +295,25 @@ def test_an_axis_aligned_volume_is_laid_out_along_the_estimated_axis(views):
     assert torch.allclose(on_axis[..., :2], torch.zeros(2, 1, 2), atol=1e-6) and torch.allclose(on_axis[..., 2], torch.full((2, 1), 0.4))
 
 
+def test_views_that_disagree_on_the_axis_sign_still_average_to_its_line():
+    """A mug seen from the side: the left view says the top is one way, the right view the other. The
+    average keeps the line they agree on, turned the left view's way, instead of cancelling it."""
+    from stereo_occ.models.axis_estimator import AxisEstimator, rig_axis
+
+    true_axis = F.normalize(torch.tensor([[0.3, -0.5, 0.8]]), dim=-1)
+    left, right = torch.zeros(1, 3, 64, 64), torch.ones(1, 3, 64, 64)
+    answers = [true_axis @ torch.from_numpy(RIG.world_to_cam[v][:3, :3]).float().T for v in (LEFT, RIGHT)]
+    answers[1] = -F.normalize(answers[1] + torch.tensor([0.0, 0.1, 0.0]), dim=-1)  # flipped, a little off
+    estimator = AxisEstimator(width=8)
+    estimator.forward = lambda image: answers[0] if torch.equal(image, left) else answers[1]
+    cameras = rig_cameras(1)
+    averaged = rig_axis(estimator, [left, right], cameras)
+    assert float((averaged * true_axis).sum()) > 0.99
+    swapped = Cameras(cameras.K.flip(1), cameras.world_to_cam.flip(1), cameras.image_size)
+    right_first = rig_axis(estimator, [right, left], swapped)
+    assert float((right_first * true_axis).sum()) < -0.99  # the first view decides which way
+
+
 def test_an_axis_estimator_loads_only_into_an_axis_aligned_model_and_stays_frozen():
     from stereo_occ.models.axis_estimator import AxisEstimator
 

@@ -36,6 +36,7 @@ def test_round_trip_through_plain_data():
         (["reconstruct.max_faces=-1"], "reconstruct.max_faces"),
         (["model.space_to_depth=0"], "model.space_to_depth must be 1"),
         (["train.iou_estimator=band"], "train.iou_estimator must be uniform or mixture"),
+        (["axis.sign_weight=-1"], "axis.sign_weight must be 0 or more"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides, message):

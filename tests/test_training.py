@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from stereo_occ.config import Config, load_config
 from stereo_occ.errors import UserError
@@ -522,7 +523,7 @@ def test_the_axis_estimator_learns(tiny_dataset):
     """Its loss on the training images falls over a few dozen steps (the task is learnable as posed)."""
     from stereo_occ.data.dataset import StereoOccupancyDataset
     from stereo_occ.models.axis_estimator import AxisEstimator
-    from stereo_occ.training.axis import AxisSamples
+    from stereo_occ.training.axis import AxisSamples, axis_loss
 
     torch.manual_seed(0)
     samples = AxisSamples.from_dataset(StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=1), "z")
@@ -531,7 +532,7 @@ def test_the_axis_estimator_learns(tiny_dataset):
     images = samples.images.float() / 255.0
 
     def loss() -> torch.Tensor:
-        return 1.0 - (estimator(images) * samples.axes).sum(-1).mean()
+        return axis_loss(estimator(images), samples.axes, 0.5)
 
     with torch.no_grad():
         before = float(loss())
@@ -541,6 +542,36 @@ def test_the_axis_estimator_learns(tiny_dataset):
         optimiser.step()
     with torch.no_grad():
         assert float(loss()) < 0.5 * before
+
+
+def test_the_axis_loss_asks_for_the_line_first_and_its_sign_second():
+    """0 at the answer; the opposite direction costs only the sign term (nothing without it); a
+    direction at right angles costs the whole line term; and the line term's gradient does not vanish
+    where the two ends are equally likely (the trap of the cosine alone)."""
+    from stereo_occ.training.axis import axis_loss
+
+    answer = F.normalize(torch.tensor([[0.2, -0.4, 0.9]]), dim=-1)
+    across = F.normalize(torch.cross(answer, torch.tensor([[1.0, 0.0, 0.0]]), dim=-1), dim=-1)
+    assert float(axis_loss(answer, answer, 0.5)) == pytest.approx(0.0, abs=1e-6)
+    assert float(axis_loss(-answer, answer, 0.5)) == pytest.approx(1.0, abs=1e-6)
+    assert float(axis_loss(-answer, answer, 0.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(axis_loss(across, answer, 0.5)) == pytest.approx(1.5, abs=1e-6)
+    # one answer for two images the network cannot tell apart, whose targets are the two ends of the
+    # axis (a mug's top or bottom): the plain cosine gives no gradient at all, this loss turns the
+    # answer towards the line
+    raw = (answer + 0.5 * across).requires_grad_(True)
+    targets = torch.cat([answer, -answer])
+
+    def estimate() -> torch.Tensor:
+        return F.normalize(raw, dim=-1).expand(2, 3)
+
+    (gradient,) = torch.autograd.grad((1.0 - (estimate() * targets).sum(-1)).mean(), raw)
+    assert float(gradient.abs().max()) < 1e-6
+    axis_loss(estimate(), targets, 0.5).backward()
+    with torch.no_grad():
+        before = float((estimate()[0] * answer[0]).sum().abs())
+        raw -= 0.1 * raw.grad
+        assert float((estimate()[0] * answer[0]).sum().abs()) > before + 0.01
 
 
 def test_the_train_axis_command_writes_an_estimator_that_loads_safely(tiny_dataset, tmp_path, capsys):

@@ -15,10 +15,10 @@ trained first and then frozen (:mod:`stereo_occ.training.axis`):
 - the rig models bring each view's answer into the rig frame with the calibration and average them
   (:func:`rig_axis`): rig-stereo uses both views, rig-mono the left one, with the same estimator.
 
-It is trained on the cosine to the true axis: the sign matters (a bowl's opening). Mugs are where it
-fails: their silhouette is about as tall as it is wide and the handle is what stands out (about 80
-degrees off on the development set, where bowls are about 20 and bottles 25-30; docs/training.md,
-"Session 20").
+It is trained on the line first and its sign second (:func:`~stereo_occ.training.axis.axis_loss`):
+the sign matters (a bowl's opening), but the cosine alone never found a mug's axis. On the development
+set bowls are about 10 degrees off, bottles about 18 (a quarter of them upside down) and mugs' line
+about 40 with the sign at random (docs/training.md, "Session 21").
 """
 
 from __future__ import annotations
@@ -68,12 +68,20 @@ class AxisEstimator(nn.Module):
 def rig_axis(estimator: AxisEstimator, images: list[Tensor], cameras: Cameras) -> Tensor:
     """Each view's estimate brought into the rig frame (``R_v^T a_v``) and averaged: ``(B, 3)`` unit axes.
 
-    ``images`` are the views in the rig's order (the left one alone for a mono model).
+    ``images`` are the views in the rig's order (the left one alone for a mono model). Each later
+    view's answer is turned to agree in sign with the first view's before the average: where the
+    views disagree on which end is the top (a mug seen from the side), a plain average would cancel
+    the line they agree on.
     """
-    total = 0.0
+    total = None
     for view, image in enumerate(images):
         in_camera = estimator(image)
         with torch.autocast(image.device.type, enabled=False):
             rotation = cameras.world_to_cam[:, view, :3, :3].float()  # rig -> camera
-            total = total + (in_camera.float()[:, None, :] @ rotation)[:, 0]
+            in_rig = (in_camera.float()[:, None, :] @ rotation)[:, 0]
+            if total is None:
+                total = in_rig
+            else:
+                agree = torch.where((in_rig * total).sum(-1, keepdim=True) < 0, -1.0, 1.0)
+                total = total + agree * in_rig
     return F.normalize(total, dim=-1)
