@@ -478,6 +478,12 @@ def test_rolling_and_mirroring_a_camera_moves_the_image_where_the_axis_goes():
         u, v, w = (torch.from_numpy(K).float() @ a).tolist()
         assert torch.allclose(found, torch.tensor([u / w, v / w]), atol=0.6), (b, found, u / w, v / w)
     assert (turned >= 0).all() and (turned[:, :, 0, 0] > 0.99).all()  # the corners are background
+    # several directions per image (an axis and a handle) turn with their image, like one alone
+    pairs = torch.stack([axes, axes.roll(1, 0)], 1)
+    turned_pairs, answer_pairs = roll_and_mirror(images, pairs, torch.Generator().manual_seed(3))
+    assert torch.equal(turned_pairs, turned) and torch.allclose(answer_pairs[:, 0], answers)
+    _, second = roll_and_mirror(images, axes.roll(1, 0), torch.Generator().manual_seed(3))
+    assert torch.allclose(answer_pairs[:, 1], second)
 
 
 def test_an_axis_aligned_run_trains_its_estimator_first_and_keeps_it_frozen(tiny_dataset, tmp_path):

@@ -11,7 +11,6 @@ orthogonal to the estimated axis, and to the true axis (the handle alone).
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np
@@ -22,7 +21,7 @@ from torch import nn
 from stereo_occ.config import CATEGORIES
 from stereo_occ.data.dataset import StereoOccupancyDataset
 from stereo_occ.models.axis_estimator import AxisEstimator
-from stereo_occ.training.axis import axis_loss
+from stereo_occ.training.axis import axis_loss, roll_and_mirror
 
 
 def load(root: str, split: str, views: int):
@@ -50,23 +49,6 @@ class AxisAndHandle(AxisEstimator):
         return F.normalize(out[:, :3], dim=-1), out[:, 3:]
 
 
-def roll_and_mirror_both(images, vectors, generator):
-    """The package's roll and mirror (training/axis.py), applied to both vectors alike."""
-    b = images.shape[0]
-    phi = torch.rand(b, generator=generator) * (2 * math.pi)
-    c, s = torch.cos(phi), torch.sin(phi)
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = c, s, -s, c
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    turned = F.grid_sample(images - 1.0, grid, align_corners=False) + 1.0
-    c, s = c[:, None], s[:, None]
-    rolled = torch.stack([c * vectors[..., 0] - s * vectors[..., 1], s * vectors[..., 0] + c * vectors[..., 1], vectors[..., 2]], -1)
-    mirror = torch.rand(b, generator=generator) < 0.5
-    turned = torch.where(mirror[:, None, None, None], turned.flip(-1), turned)
-    rolled = torch.where(mirror[:, None, None], rolled * torch.tensor([-1.0, 1.0, 1.0]), rolled)
-    return turned, rolled
-
-
 def orthogonal(h, a):
     return F.normalize(h - (h * a).sum(-1, keepdim=True) * a, dim=-1)
 
@@ -87,7 +69,7 @@ def main() -> None:
     start = time.time()
     for step in range(1, args.steps + 1):
         pick = torch.randint(len(vectors), (64,), generator=generator)
-        x, v = roll_and_mirror_both(images[pick].float() / 255.0, vectors[pick], generator)
+        x, v = roll_and_mirror(images[pick].float() / 255.0, vectors[pick], generator)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             axis, handle = net(x)
         mug = (categories[pick] == CATEGORIES.index("mug")).float()

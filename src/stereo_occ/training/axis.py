@@ -62,8 +62,9 @@ class AxisSamples:
 
 
 def roll_and_mirror(images: Tensor, axes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Float images ``(B, 3, H, W)`` in [0, 1] and their camera-frame axes, each camera rolled about
-    its optical axis by a random angle and mirrored half the time; the white background fills the corners.
+    """Float images ``(B, 3, H, W)`` in [0, 1] and their camera-frame directions (``(B, 3)``, or
+    ``(B, K, 3)`` for several per image), each camera rolled about its optical axis by a random angle
+    and mirrored half the time; the white background fills the corners.
 
     Exact for a principal point at the image centre (the rig's, ``data/rig.py``): rolling a pinhole
     camera by ``phi`` turns its image by ``phi`` about that point and a camera-frame direction by
@@ -76,10 +77,12 @@ def roll_and_mirror(images: Tensor, axes: Tensor, generator: torch.Generator) ->
     theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = c, s, -s, c  # output pixel -> source pixel
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     turned = F.grid_sample(images - 1.0, grid, align_corners=False, padding_mode="zeros") + 1.0
-    rolled = torch.stack([c * axes[:, 0] - s * axes[:, 1], s * axes[:, 0] + c * axes[:, 1], axes[:, 2]], -1)
+    per_image = (b,) + (1,) * (axes.dim() - 2)  # broadcasts over the directions of one image
+    c, s = c.view(per_image), s.view(per_image)
+    rolled = torch.stack([c * axes[..., 0] - s * axes[..., 1], s * axes[..., 0] + c * axes[..., 1], axes[..., 2]], -1)
     mirror = torch.rand(b, generator=generator) < 0.5
     turned = torch.where(mirror[:, None, None, None], turned.flip(-1), turned)
-    rolled = torch.where(mirror[:, None], rolled * rolled.new_tensor([-1.0, 1.0, 1.0]), rolled)
+    rolled = torch.where(mirror.view(per_image + (1,)), rolled * rolled.new_tensor([-1.0, 1.0, 1.0]), rolled)
     return turned, rolled
 
 
