@@ -15,7 +15,9 @@ is located against the true mesh:
   (a mug wall is 0.02-0.07 thick, a bowl's 0.01-0.05); the reference, from the same points, is where
   the occupied points themselves lie;
 * the share of false positives inside the object's convex hull (a mug's or bowl's cavity, the gap
-  under a handle) rather than outside it.
+  under a handle) rather than outside it, and the share of that cavity (the hull's empty points)
+  they fill, beside the cavity's volume over the object's own: a bowl's cavity holds about six
+  bowls of material, so filling a sixth of it costs as many false positives as the bowl has points.
 
 Run it on ``--split train`` (with ``--objects`` to take a few from each category) beside the test
 split to tell over-fitting (training objects far better) from under-fitting (alike).
@@ -49,7 +51,7 @@ class Tally:
 
     def __init__(self) -> None:
         bins = len(EDGES) - 1
-        self.hits = self.false_pos = self.false_neg = self.false_pos_in_hull = 0
+        self.hits = self.false_pos = self.false_neg = self.false_pos_in_hull = self.cavity = 0
         self.fp_bins, self.fn_bins, self.occupied_bins = np.zeros(bins), np.zeros(bins), np.zeros(bins)
         self.item_ious: list[float] = []
 
@@ -63,6 +65,7 @@ class Tally:
         self.false_pos += false_pos
         self.false_neg += false_neg
         self.false_pos_in_hull += int(np.count_nonzero(fp & in_hull))
+        self.cavity += int(np.count_nonzero(in_hull & ~occupied))
         for counts, mask in ((self.fp_bins, fp), (self.fn_bins, fn), (self.occupied_bins, occupied)):
             counts += np.bincount(which[mask], minlength=len(counts))
 
@@ -71,7 +74,8 @@ class Tally:
         union = self.hits + self.false_pos + self.false_neg
         return (
             f"{name:<7} IoU {np.mean(self.item_ious):.3f} (pooled {self.hits / max(union, 1):.3f})  precision {self.hits / max(self.hits + self.false_pos, 1):.3f}"
-            f"  recall {self.hits / max(self.hits + self.false_neg, 1):.3f}  FP in hull {self.false_pos_in_hull / max(self.false_pos, 1):.2f}\n"
+            f"  recall {self.hits / max(self.hits + self.false_neg, 1):.3f}  FP in hull {self.false_pos_in_hull / max(self.false_pos, 1):.2f}"
+            f"  cavity filled {self.false_pos_in_hull / max(self.cavity, 1):.2f} (cavity / object {self.cavity / max(self.hits + self.false_neg, 1):.1f})\n"
             f"        by distance {' '.join(f'<{e:g}' for e in EDGES[1:-1])} >={EDGES[-2]:g}:"
             f"  FP {share(self.fp_bins)} | FN {share(self.fn_bins)} | occupied {share(self.occupied_bins)}"
         )

@@ -78,6 +78,27 @@ def test_a_run_counts_as_finished_only_with_its_iterations_and_best_checkpoint(t
         training_finished(tmp_path, tiny_config("train.iterations=10", "model.fine_channels=8"))
 
 
+def test_a_shared_axis_estimator_trained_with_other_settings_is_stale(tmp_path):
+    from stereo_occ.experiment import stale_estimator_settings, train_stage
+    from stereo_occ.models.axis_estimator import AxisEstimator
+    from stereo_occ.training.axis import save_axis_estimator
+
+    cfg = tiny_config("axis.steps=40")
+    path = tmp_path / "runs" / "axis_estimator.pt"
+    save_axis_estimator(AxisEstimator(width=8), path, {"up_axis": "z", "axis": to_dict(cfg.axis)})
+    assert stale_estimator_settings(path, cfg) == []
+    assert stale_estimator_settings(path, tiny_config("axis.steps=80", "axis.sign_weight=1")) == ["axis.steps", "axis.sign_weight"]
+    assert stale_estimator_settings(path, tiny_config("axis.steps=40", "data.up_axis=y")) == ["data.up_axis"]
+    # an estimator from before the summary held every setting: compared on the ones it has
+    save_axis_estimator(AxisEstimator(width=8), path, {"up_axis": "z", "steps": 40, "lr": cfg.axis.lr})
+    assert stale_estimator_settings(path, tiny_config("axis.steps=40", "axis.views_per_object=2")) == []
+    assert stale_estimator_settings(path, tiny_config("axis.steps=50")) == ["axis.steps"]
+    # the experiment says so before it trains anything along it
+    aligned = tiny_config("axis.steps=50", "experiment.models=[rig-mono]", "model.align_axis=true")
+    with pytest.raises(UserError, match=r"axis.steps.*delete it and the runs"):
+        train_stage(aligned, tmp_path / "dataset", tmp_path / "runs")
+
+
 def test_per_model_overrides_change_only_how_a_model_is_trained():
     from stereo_occ.config import model_config
 

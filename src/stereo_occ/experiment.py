@@ -140,10 +140,32 @@ def training_finished(run: Path, cfg: Config) -> bool:
     )
 
 
+def stale_estimator_settings(path: Path, cfg: Config) -> list[str]:
+    """The ``axis`` settings (and ``data.up_axis``) of ``cfg`` that the estimator at ``path`` was not
+    trained with. Estimators from before the summary held every setting are compared on those it has."""
+    from .training.axis import load_axis_estimator
+
+    summary = load_axis_estimator(path)["summary"]
+    trained = summary.get("axis") or summary  # older files: the few settings at the summary's top level
+    differ = [f"axis.{key}" for key, value in to_dict(cfg.axis).items() if key in trained and trained[key] != value]
+    if summary.get("up_axis", cfg.data.up_axis) != cfg.data.up_axis:
+        differ.append("data.up_axis")
+    return differ
+
+
 def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
     from .training.trainer import train
 
     shared_estimator = runs / "axis_estimator.pt"
+    aligned = [name for name in cfg.experiment.models
+               if model_config(cfg, name).model.align_axis and not model_config(cfg, name).model.axis_estimator]
+    if aligned and shared_estimator.is_file():
+        differ = stale_estimator_settings(shared_estimator, cfg)
+        if differ:
+            raise UserError(
+                f"{shared_estimator} was trained with other settings ({', '.join(differ[:5])}); delete it and the runs "
+                f"that use it ({', '.join(str(runs / name) for name in aligned)}) to train them again with the current config"
+            )
     for i, name in enumerate(cfg.experiment.models):
         run = runs / name
         model_cfg = model_config(cfg, name)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from ..config import CATEGORIES, Config
+from ..config import CATEGORIES, Config, to_dict
 from ..data.dataset import StereoOccupancyDataset
 from ..errors import UserError
 from ..models.axis_estimator import AxisEstimator, rig_axis
@@ -164,7 +164,8 @@ def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path,
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     estimator = estimator.cpu()
     summary = {"steps": ac.steps, "batch_size": ac.batch_size, "lr": ac.lr, "seed": ac.seed, "sign_weight": ac.sign_weight, "train_images": len(samples.axes),
-               "up_axis": cfg.data.up_axis, "precision": "bf16" if amp_dtype == torch.bfloat16 else "fp32"}
+               "up_axis": cfg.data.up_axis, "precision": "bf16" if amp_dtype == torch.bfloat16 else "fp32",
+               "axis": to_dict(ac)}  # every setting, so an experiment can tell a stale estimator (experiment.py)
     try:
         val = StereoOccupancyDataset(dataset_root, "val", points_per_sample=1)
     except UserError:
