@@ -332,3 +332,32 @@ def test_an_axis_estimator_loads_only_into_an_axis_aligned_model_and_stays_froze
     assert aligned.encoder.lift.weight.grad is not None
     with pytest.raises(ValueError, match="64 px"):
         trained(torch.rand(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("rig_positions", [False, True])
+def test_rig_positions_tell_the_decoder_where_a_point_is_relative_to_the_cameras(rig_positions):
+    """Along the object's axis the decoder encodes a point in the axis frame, which turns with the
+    object. Two points at the same place in their objects' frames, one in front of the other as the
+    cameras see them, then look alike to it (given alike features); with ``model.rig_positions`` it
+    also reads where each is in the rig, and tells them apart."""
+    from stereo_occ.models.rig_volume import PointDecoder, RigConditioning, axis_frame
+
+    torch.manual_seed(0)
+    decoder = PointDecoder(point_dim=3 * 4, volume_channels=4, extent=0.75, hidden=16, blocks=1, rig_positions=rig_positions)
+    for block in decoder.blocks:  # the residual branches start at zero; give them a say
+        torch.nn.init.normal_(block.fc_1.weight, std=0.3)
+    axes = F.normalize(torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.6, -0.8]]), dim=-1)  # two objects, two poses
+    frames = axis_frame(axes)
+    q = torch.tensor([0.1, -0.2, 0.3])  # the same place in each object's own frame
+    points = torch.einsum("bji,j->bi", frames, q)[:, None]  # frame^T q: different places in the rig
+    assert not torch.allclose(points[0], points[1])
+    flat = torch.ones(2, 4, 8, 8)  # features alike wherever a point projects
+    cond = RigConditioning(flat, flat, torch.ones(2, 4, 3, 3, 3), rig_cameras(2), axis=axes, frame=frames)
+    logits = decoder(points, cond)
+    assert decoder.fc_in.in_features == 3 * 4 + 4 + (2 if rig_positions else 1) * (3 + 6 * 6)
+    assert torch.allclose(logits[0], logits[1], atol=1e-6) != rig_positions
+
+
+def test_rig_positions_need_the_axis_frame():
+    with pytest.raises(UserError, match="model.align_axis"):
+        build_model(ModelConfig(name="rig-stereo", rig_positions=True), RigConfig(image_size=64))

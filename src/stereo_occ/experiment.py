@@ -146,7 +146,9 @@ def stale_estimator_settings(path: Path, cfg: Config) -> list[str]:
     from .training.axis import load_axis_estimator
 
     summary = load_axis_estimator(path)["summary"]
-    trained = summary.get("axis") or summary  # older files: the few settings at the summary's top level
+    trained = summary.get("axis")
+    if trained is None:  # older files: the few settings at the summary's top level ("precision" there is
+        trained = {k: v for k, v in summary.items() if k != "precision"}  # the one used, not the setting)
     differ = [f"axis.{key}" for key, value in to_dict(cfg.axis).items() if key in trained and trained[key] != value]
     if summary.get("up_axis", cfg.data.up_axis) != cfg.data.up_axis:
         differ.append("data.up_axis")

@@ -317,6 +317,10 @@ class ResidualBlock(nn.Module):
 class PointDecoder(nn.Module):
     """``(B, N, 3)`` rig-frame points and a :class:`RigConditioning` -> ``(B, N)`` logits.
 
+    With ``rig_positions`` (models along the object's axis) the point is encoded in the rig frame too:
+    the axis frame turns with the object, so on its own it no longer tells the decoder where the point
+    is relative to the cameras (in front of or behind what they see).
+
     With ``distance_head`` a second linear output reads the same last hidden layer: the point's signed
     distance to the surface. Trained beside the occupancy, it asks the hidden layer for a quantity that
     varies smoothly across a thin wall (and tells the cavity's centre from a point next to the wall),
@@ -324,11 +328,13 @@ class PointDecoder(nn.Module):
     """
 
     def __init__(self, point_dim: int, volume_channels: int, extent: float, hidden: int = 128, blocks: int = 4,
-                 frequencies: int = 6, fine_dim: int = 0, distance_head: bool = False) -> None:
+                 frequencies: int = 6, fine_dim: int = 0, distance_head: bool = False, rig_positions: bool = False) -> None:
         super().__init__()
         self.extent = extent
         self.frequencies = frequencies
-        self.fc_in = nn.Linear(3 + 6 * frequencies + point_dim + volume_channels + fine_dim, hidden)
+        self.rig_positions = rig_positions
+        position_dim = (3 + 6 * frequencies) * (2 if rig_positions else 1)
+        self.fc_in = nn.Linear(position_dim + point_dim + volume_channels + fine_dim, hidden)
         self.blocks = nn.Sequential(*(ResidualBlock(hidden) for _ in range(blocks)))
         self.fc_out = nn.Linear(hidden, 1)
         self.fc_distance = nn.Linear(hidden, 1) if distance_head else None
@@ -347,6 +353,8 @@ class PointDecoder(nn.Module):
             point_features(points, cond.left, cond.right, cond.cameras),
             sample_volume(cond.volume, aligned, self.extent),
         ]
+        if self.rig_positions:  # where the point is relative to the cameras too, not only to the object's axis
+            features.append(positional_encoding(points, self.frequencies))
         if cond.left_fine is not None:
             features.append(point_features(points, cond.left_fine, cond.right_fine, cond.cameras))
         h = F.relu(self.blocks(self.fc_in(torch.cat(features, -1))))
@@ -375,11 +383,13 @@ def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork
         align_axis=cfg.align_axis,
         image_size=rig_cfg.image_size,
     )
+    if cfg.rig_positions and not cfg.align_axis:
+        raise UserError("model.rig_positions adds the rig frame's positions to the axis frame's: it needs model.align_axis=true")
     if cfg.positional_frequencies < 0:
         raise UserError(f"model.positional_frequencies must be 0 or more (got {cfg.positional_frequencies})")
     decoder = PointDecoder(encoder.point_dim, cfg.volume_channels, encoder.extent, cfg.hidden_dim, cfg.n_blocks,
                            frequencies=cfg.positional_frequencies, fine_dim=encoder.fine_dim,
-                           distance_head=cfg.distance_head)
+                           distance_head=cfg.distance_head, rig_positions=cfg.rig_positions)
     return OccupancyNetwork(encoder, decoder)
 
 
