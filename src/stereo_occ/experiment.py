@@ -159,8 +159,8 @@ def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
     from .training.trainer import train
 
     shared_estimator = runs / "axis_estimator.pt"
-    aligned = [name for name in cfg.experiment.models
-               if model_config(cfg, name).model.align_axis and not model_config(cfg, name).model.axis_estimator]
+    wanted = {name: model_config(cfg, name).model for name in cfg.experiment.models}
+    aligned = [name for name, model in wanted.items() if model.align_axis and not model.axis_estimator]
     if aligned and shared_estimator.is_file():
         differ = stale_estimator_settings(shared_estimator, cfg)
         if differ:
