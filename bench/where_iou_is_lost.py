@@ -16,8 +16,8 @@ is located against the true mesh:
   the occupied points themselves lie;
 * the share of false positives inside the object's convex hull (a mug's or bowl's cavity, the gap
   under a handle) rather than outside it, and the share of that cavity (the hull's empty points)
-  they fill, beside the cavity's volume over the object's own: a bowl's cavity holds about six
-  bowls of material, so filling a sixth of it costs as many false positives as the bowl has points.
+  they fill, beside the cavity's volume over the object's own: a bowl's cavity holds four to six
+  bowls of material, so filling a fifth of it costs about as many false positives as the bowl has points.
 
 Run it on ``--split train`` (with ``--objects`` to take a few from each category) beside the test
 split to tell over-fitting (training objects far better) from under-fitting (alike).
