@@ -361,3 +361,32 @@ def test_rig_positions_tell_the_decoder_where_a_point_is_relative_to_the_cameras
 def test_rig_positions_need_the_axis_frame():
     with pytest.raises(UserError, match="model.align_axis"):
         build_model(ModelConfig(name="rig-stereo", rig_positions=True), RigConfig(image_size=64))
+
+
+@pytest.mark.parametrize("stereo_depth", [False, True])
+def test_stereo_depth_tells_the_volume_which_side_of_a_surface_faces_the_cameras(stereo_depth):
+    """The comparison of the two views is the same for two voxels whose projections see alike
+    features, one in front of the other along the left camera's ray. With ``model.stereo_depth`` each
+    voxel (and query point) also carries its depth before the left camera relative to the object's
+    centre, exactly the mono twin's, and the two differ."""
+    cfg = ModelConfig(name="rig-stereo", image_channels=4, volume_channels=4, volume_resolution=6,
+                      hidden_dim=16, n_blocks=1, stereo_depth=stereo_depth)
+    model = build_model(cfg, RigConfig(image_size=64))
+    encoder = model.encoder
+    assert encoder.lift.in_channels == 3 * 4 + int(stereo_depth)
+    assert model.decoder.fc_in.in_features == 3 * encoder.feature_dim + 4 + 3 + 6 * 6 + int(stereo_depth)
+    flat = torch.ones(1, 4, 8, 8)  # alike features wherever a point projects
+    near, far = unproject((30.0, 33.0), 1.7, LEFT), unproject((30.0, 33.0), 2.2, LEFT)
+    points = torch.from_numpy(np.stack([near, far])).float()[None]
+    features = point_features(points, flat, flat, rig_cameras(), depth=stereo_depth)
+    assert features.shape == (1, 2, 3 * 4 + int(stereo_depth))
+    assert torch.equal(features[0, 0, :12], features[0, 1, :12])
+    if stereo_depth:  # the mono twin's depth channel, to the last bit
+        mono = point_features(points, flat, None, rig_cameras())
+        assert torch.equal(features[..., -1], mono[..., -1])
+        centre_depth = float(RIG.world_to_cam[LEFT][2, 3])
+        assert torch.allclose(features[0, :, -1], torch.tensor([1.7, 2.2]) - centre_depth, atol=1e-5)
+    # the whole model trains with it
+    images = torch.rand(2, 3, 64, 64)
+    model(images, images.flip(-1), torch.rand(2, 50, 3) - 0.5, rig_cameras(2)).sum().backward()
+    assert encoder.lift.weight.grad is not None

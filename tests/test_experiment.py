@@ -198,3 +198,18 @@ def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
     log = capsys.readouterr().out
     assert "evaluate mono on the test split ->" in log and "evaluate stereo on the test split: up to date" in log
     assert "volume_recall" in json.loads(metrics_path.read_text())
+
+
+def test_the_figure_shows_objects_at_evenly_spaced_ranks_of_the_last_models_iou():
+    from stereo_occ.experiment import _figure_objects
+
+    per_object = [{"object_id": f"{c}/{i}", "category": c, "view": v, "iou": float((7 * i) % 9) / 10}
+                  for c in CATEGORIES for i in range(9) for v in (0, 1)]
+    metrics = {"per_object": per_object}
+    median = _figure_objects(metrics, 1)
+    assert [o["category"] for o in median] == list(CATEGORIES)
+    assert all(o["view"] == 0 and o["iou"] == 0.4 for o in median)  # the middle of 0.0 .. 0.8
+    thirds = _figure_objects(metrics, 3)
+    assert [o["iou"] for o in thirds] == [0.1, 0.4, 0.7] * len(CATEGORIES)
+    few = _figure_objects({"per_object": [o for o in per_object if o["object_id"].endswith("/0")]}, 3)
+    assert len(few) == len(CATEGORIES)  # one object of each: shown once

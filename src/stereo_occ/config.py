@@ -173,6 +173,11 @@ class ModelConfig:
     # relative to the cameras), beside its position in the axis frame. Development IoU +0.014
     # [+0.001, +0.026] over the axis frame alone, bowls +0.042 (docs/training.md, "Session 22").
     rig_positions: bool = False
+    # rig-stereo: every point's (and voxel centre's) features also carry its depth in front of the
+    # left camera relative to the object's centre, as the mono twin's always do. The comparison of
+    # the two views says where a surface is, not which side of it faces the cameras; without a
+    # depth the 3D U-Net can read that side only from where a voxel lies in the grid.
+    stereo_depth: bool = False
 
 
 @dataclass

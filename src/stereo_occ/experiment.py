@@ -276,11 +276,18 @@ def real_meshes_stage(real: RealMeshes | None, why: str, out: Path, runs: Path, 
 
 
 def _figure_objects(metrics: dict, per_category: int) -> list[dict]:
-    """The first ``per_category`` evaluated test objects of each category (split order), first view only."""
+    """``per_category`` test objects of each category at evenly spaced ranks of one model's IoU.
+
+    Ranks ``(i + 0.5) / k`` of the category's objects sorted by IoU (k = 1: the median object; k = 3:
+    one from the lower, the middle and the upper third), first view only: the figure shows what is
+    typical of the model, and its spread, rather than whichever objects come first in the split.
+    """
     chosen = []
     for category in CATEGORIES:
         items = [o for o in metrics["per_object"] if o["category"] == category and int(o["view"]) == 0]
-        chosen += items[:per_category]
+        items.sort(key=lambda o: (float(o["iou"]), o["object_id"]))
+        ranks = sorted({min(len(items) - 1, int((i + 0.5) * len(items) / per_category)) for i in range(per_category)})
+        chosen += [items[r] for r in ranks] if items else []
     return chosen
 
 
@@ -316,7 +323,7 @@ def figure_stage(cfg: Config, dataset: Path, evals: Path, figure_dir: Path, metr
         return ReconstructionFigure.load(description)
 
     _stage(5, f"figure -> {figure_dir}")
-    items = _figure_objects(metrics[names[0]], cfg.experiment.figure_objects)
+    items = _figure_objects(metrics[names[-1]], cfg.experiment.figure_objects)  # ranked by the last model listed
     rig = StereoRig.from_config(dataset_config(dataset).rig)
     # Zoom every cell to the disc any rotation of the object can cover: objects fill the cells, and
     # every column still shares one camera.

@@ -174,6 +174,7 @@ class RigConditioning:
     # volume's x, y, z axes in the rig frame (volume coordinates q = frame @ p); None: the rig's axes.
     axis: Tensor | None = None
     frame: Tensor | None = None
+    with_depth: bool | None = None  # the point features carry the point's depth (None: the mono twin only)
 
     def to_volume_frame(self, points: Tensor) -> Tensor:
         """``(B, N, 3)`` rig-frame points in the volume's frame (the same points without a frame)."""
@@ -225,6 +226,7 @@ class RigVolumeEncoder(nn.Module):
         space_to_depth: int = 1,
         align_axis: bool = False,
         image_size: int = 64,
+        stereo_depth: bool = False,
     ) -> None:
         super().__init__()
         if views not in (1, 2):
@@ -233,12 +235,14 @@ class RigVolumeEncoder(nn.Module):
         self.extent = extent
         self.features = ImageFeatures(feature_channels, fine_channels, space_to_depth)
         self.feature_dim = self.features.out_channels
-        self.point_dim = point_feature_dim(self.feature_dim, views)
+        # the stereo features with the depth the mono twin's carry (model.stereo_depth)
+        self.with_depth = views == 1 or stereo_depth
+        self.point_dim = point_feature_dim(self.feature_dim, views, self.with_depth)
         self.fine_dim = point_feature_dim(fine_channels, views) if fine_channels > 0 else 0
         # The volume compares the two views at G^3 voxel centres, 2-4x as many as a batch's query
         # points: it reads a narrower projection of the feature maps (a fifth of the step otherwise).
         self.volume_features = nn.Conv2d(self.feature_dim, volume_channels, 1)
-        self.lift = nn.Conv3d(point_feature_dim(volume_channels, views), volume_channels, 1)
+        self.lift = nn.Conv3d(point_feature_dim(volume_channels, views, self.with_depth), volume_channels, 1)
         self.unet = VolumeUNet(volume_channels)
         self.volume_channels = volume_channels
         axis = torch.linspace(-extent, extent, volume_resolution)
@@ -269,7 +273,8 @@ class RigVolumeEncoder(nn.Module):
                 frame = axis_frame(axis)
                 centers = centers @ frame  # the grid laid out in the axis frame: p = frame^T q
         narrow = self.volume_features(maps if self.views == 2 else left_map)
-        per_voxel = point_features(centers, narrow[:b], narrow[b:] if right_map is not None else None, cameras)
+        per_voxel = point_features(centers, narrow[:b], narrow[b:] if right_map is not None else None, cameras,
+                                   depth=self.with_depth)
         g = self.resolution
         volume = per_voxel.transpose(1, 2).reshape(b, -1, g, g, g)
         # The 3D convolutions stay in fp32 under bf16 autocast: oneDNN's bf16 Conv3d weight gradient
@@ -277,27 +282,36 @@ class RigVolumeEncoder(nn.Module):
         # the same steps differ), which would break exact resume. They are a small share of the step.
         with torch.autocast(volume.device.type, enabled=False):
             volume = self.unet(self.lift(volume.float()))
-        return RigConditioning(left_map, right_map, volume, cameras, left_fine, right_fine, axis, frame)
+        return RigConditioning(left_map, right_map, volume, cameras, left_fine, right_fine, axis, frame,
+                               with_depth=self.with_depth)
 
 
-def point_feature_dim(feature_dim: int, views: int) -> int:
-    return 3 * feature_dim if views == 2 else feature_dim + 1
+def point_feature_dim(feature_dim: int, views: int, depth: bool | None = None) -> int:
+    """Channels of :func:`point_features` (``depth=None``: the mono twin's depth, not the stereo's)."""
+    depth = views == 1 if depth is None else depth
+    return (3 * feature_dim if views == 2 else feature_dim) + int(depth)
 
 
-def point_features(points: Tensor, left_map: Tensor, right_map: Tensor | None, cameras: Cameras) -> Tensor:
-    """Per point ``(B, N, C')``: the two views' features compared, or the left feature and its depth.
+def point_features(points: Tensor, left_map: Tensor, right_map: Tensor | None, cameras: Cameras,
+                   depth: bool | None = None) -> Tensor:
+    """Per point ``(B, N, C')``: the two views' features compared, or the left feature, and a depth.
 
     Stereo: mean, squared difference and product of the bilinear features at the point's two
-    projections (a surface point shows the same thing in both views). Mono: the left feature and
-    the point's depth in front of the left camera relative to the object centre's.
+    projections (a surface point shows the same thing in both views). Mono: the left feature. Then,
+    for mono always and for stereo with ``depth=True``, the point's depth in front of the left camera
+    relative to the object centre's (``depth=None``: mono only).
     """
     a = cameras.sample(left_map, points, LEFT)
     if right_map is None:
-        _, depth = cameras.project(points, LEFT)
+        features = [a]
+    else:
+        b = cameras.sample(right_map, points, RIGHT)
+        features = [0.5 * (a + b), (a - b) ** 2, a * b]
+    if (right_map is None) if depth is None else depth:
+        _, z = cameras.project(points, LEFT)
         centre = cameras.world_to_cam[:, LEFT, 2, 3, None].float()  # depth of the rig origin (object centre)
-        return torch.cat([a, (depth - centre)[..., None]], -1)
-    b = cameras.sample(right_map, points, RIGHT)
-    return torch.cat([0.5 * (a + b), (a - b) ** 2, a * b], -1)
+        features.append((z - centre)[..., None])
+    return torch.cat(features, -1)
 
 
 class ResidualBlock(nn.Module):
@@ -350,7 +364,7 @@ class PointDecoder(nn.Module):
         aligned = cond.to_volume_frame(points)
         features = [
             positional_encoding(aligned, self.frequencies),
-            point_features(points, cond.left, cond.right, cond.cameras),
+            point_features(points, cond.left, cond.right, cond.cameras, depth=cond.with_depth),
             sample_volume(cond.volume, aligned, self.extent),
         ]
         if self.rig_positions:  # where the point is relative to the cameras too, not only to the object's axis
@@ -382,6 +396,7 @@ def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork
         extent=rig_cfg.object_radius,  # the volume's cells only where an object can be
         align_axis=cfg.align_axis,
         image_size=rig_cfg.image_size,
+        stereo_depth=cfg.stereo_depth,
     )
     if cfg.rig_positions and not cfg.align_axis:
         raise UserError("model.rig_positions adds the rig frame's positions to the axis frame's: it needs model.align_axis=true")
