@@ -307,7 +307,9 @@ def point_features(points: Tensor, left_map: Tensor, right_map: Tensor | None, c
     else:
         b = cameras.sample(right_map, points, RIGHT)
         features = [0.5 * (a + b), (a - b) ** 2, a * b]
-    if (right_map is None) if depth is None else depth:
+    if depth is None:
+        depth = right_map is None
+    if depth:
         _, z = cameras.project(points, LEFT)
         centre = cameras.world_to_cam[:, LEFT, 2, 3, None].float()  # depth of the rig origin (object centre)
         features.append((z - centre)[..., None])
