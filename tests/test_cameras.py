@@ -250,6 +250,76 @@ def test_an_axis_frame_is_a_rotation_whose_third_row_is_the_axis():
     assert torch.allclose(frames[:, 2], axes, atol=1e-6)
 
 
+def test_an_axis_frame_turns_its_first_row_towards_the_handle():
+    """Given a second direction, the frame's first row is that direction made orthogonal to the axis
+    (a mug's handle, whichever way the object is turned about its axis); where it lies along the axis
+    it cannot say how the frame turns, and the rig's x axis does, as without it."""
+    from stereo_occ.models.rig_volume import axis_frame
+
+    torch.manual_seed(0)
+    axes = F.normalize(torch.randn(32, 3), dim=-1)
+    across = F.normalize(torch.cross(axes, torch.randn(32, 3), dim=-1), dim=-1)
+    towards = F.normalize(across + torch.linspace(-2.0, 2.0, 32)[:, None] * axes, dim=-1)  # up to 63 degrees from across
+    towards[-1] = axes[-1]  # along the axis: no turn to take from it
+    frames = axis_frame(axes, towards)
+    eye = torch.eye(3).expand(len(axes), -1, -1)
+    assert torch.allclose(frames @ frames.transpose(1, 2), eye, atol=1e-5)
+    assert torch.allclose(torch.linalg.det(frames), torch.ones(len(axes)), atol=1e-5)
+    assert torch.allclose(frames[:, 2], axes, atol=1e-6)
+    assert torch.allclose(frames[:-1, 0], across[:-1], atol=1e-5)
+    assert torch.allclose(frames[-1], axis_frame(axes[-1:])[0], atol=1e-6)
+    # turning the object about its axis turns the handle, and the frame with it: a point on the
+    # handle's side keeps its coordinates in the frame
+    turn = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 degrees about z
+    axis, handle = torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    point = torch.tensor([0.4, 0.1, 0.2])
+    before = axis_frame(axis, handle)[0] @ point
+    after = axis_frame(axis, handle @ turn.T)[0] @ (turn @ point)
+    assert torch.allclose(before, after, atol=1e-6)
+
+
+def test_views_average_the_handle_as_it_is_and_the_axis_by_its_line():
+    """With a handle head the estimator answers two directions per image; in the rig frame the axes
+    are averaged by their line (the right view's flipped answer still counts) and the handles as they
+    are, so the frame of a model with ``align_handle`` turns towards their mean."""
+    from stereo_occ.models.axis_estimator import AxisEstimator, rig_directions
+
+    axis = F.normalize(torch.tensor([[0.3, -0.5, 0.8]]), dim=-1)
+    handle = F.normalize(torch.cross(axis, torch.tensor([[1.0, 0.0, 0.0]]), dim=-1), dim=-1)
+    left, right = torch.zeros(1, 3, 64, 64), torch.ones(1, 3, 64, 64)
+    in_camera = [torch.stack([axis, handle], 1) @ torch.from_numpy(RIG.world_to_cam[v][:3, :3]).float().T for v in (LEFT, RIGHT)]
+    in_camera[1] = in_camera[1] * torch.tensor([[-1.0], [1.0]])  # the right view has the top the other way
+    estimator = AxisEstimator(width=8, handle=True)
+    assert estimator(left).shape == (1, 2, 3) and estimator.finds_handle
+    estimator.forward = lambda image: in_camera[0] if torch.equal(image, left) else in_camera[1]
+    both = rig_directions(estimator, [left, right], rig_cameras(1))
+    assert torch.allclose(both[:, 0], axis, atol=1e-5) and torch.allclose(both[:, 1], handle, atol=1e-5)
+    encoder = RigVolumeEncoder(views=2, feature_channels=4, volume_channels=4, volume_resolution=6,
+                               align_axis=True, align_handle=True).eval()
+    encoder.axis_estimator.forward = estimator.forward
+    with torch.no_grad():
+        cond = encoder(left, right, rig_cameras(1))
+    assert torch.allclose(cond.frame[:, 0], handle, atol=1e-5) and torch.allclose(cond.frame[:, 2], axis, atol=1e-5)
+
+
+def test_a_handle_estimator_loads_into_models_with_or_without_align_handle():
+    """A model along the axis alone takes the axis of an estimator that also finds the handle; a model
+    with ``align_handle`` refuses an estimator that does not."""
+    from stereo_occ.models.axis_estimator import AxisEstimator
+
+    small = dict(name="rig-stereo", hidden_dim=16, n_blocks=1, image_channels=4, volume_channels=4, volume_resolution=6,
+                 align_axis=True)
+    with_handle, without = AxisEstimator(image_size=64, handle=True), AxisEstimator(image_size=64)
+    axis_only = build_model(ModelConfig(**small), RigConfig(image_size=64))
+    axis_only.load_axis_estimator(with_handle.state_dict())
+    assert torch.equal(axis_only.encoder.axis_estimator.head[-1].weight, with_handle.head[-1].weight)
+    turned = build_model(ModelConfig(**small, align_handle=True), RigConfig(image_size=64))
+    with pytest.raises(UserError, match="data.handle_axis"):
+        turned.load_axis_estimator(without.state_dict())
+    turned.load_axis_estimator(with_handle.state_dict())
+    assert torch.equal(turned.encoder.axis_estimator.handle_head.weight, with_handle.handle_head.weight)
+
+
 @pytest.mark.parametrize("views", [2, 1])
 def test_an_axis_aligned_volume_is_laid_out_along_the_estimated_axis(views):
     """With ``align_axis`` the voxel centres are the grid turned into the axis frame: voxel (k, j, i)
@@ -265,7 +335,7 @@ def test_an_axis_aligned_volume_is_laid_out_along_the_estimated_axis(views):
     # what the estimator answers for each view, R_v a, slightly off on the right so the average shows
     answers = [true_axis @ torch.from_numpy(RIG.world_to_cam[v][:3, :3]).float().T for v in (LEFT, RIGHT)]
     answers[1] = F.normalize(answers[1] + torch.tensor([0.0, 0.2, 0.0]), dim=-1)
-    encoder.axis_estimator.forward = lambda image: answers[0] if torch.equal(image, left) else answers[1]
+    encoder.axis_estimator.forward = lambda image: (answers[0] if torch.equal(image, left) else answers[1])[:, None]
     rig_answers = [answers[v] @ torch.from_numpy(RIG.world_to_cam[v][:3, :3]).float() for v in range(views)]
     expected_axis = F.normalize(sum(rig_answers), dim=-1)
     seen = {}
@@ -298,19 +368,19 @@ def test_an_axis_aligned_volume_is_laid_out_along_the_estimated_axis(views):
 def test_views_that_disagree_on_the_axis_sign_still_average_to_its_line():
     """A mug seen from the side: the left view says the top is one way, the right view the other. The
     average keeps the line they agree on, turned the left view's way, instead of cancelling it."""
-    from stereo_occ.models.axis_estimator import AxisEstimator, rig_axis
+    from stereo_occ.models.axis_estimator import AxisEstimator, rig_directions
 
     true_axis = F.normalize(torch.tensor([[0.3, -0.5, 0.8]]), dim=-1)
     left, right = torch.zeros(1, 3, 64, 64), torch.ones(1, 3, 64, 64)
     answers = [true_axis @ torch.from_numpy(RIG.world_to_cam[v][:3, :3]).float().T for v in (LEFT, RIGHT)]
     answers[1] = -F.normalize(answers[1] + torch.tensor([0.0, 0.1, 0.0]), dim=-1)  # flipped, a little off
     estimator = AxisEstimator(width=8)
-    estimator.forward = lambda image: answers[0] if torch.equal(image, left) else answers[1]
+    estimator.forward = lambda image: (answers[0] if torch.equal(image, left) else answers[1])[:, None]
     cameras = rig_cameras(1)
-    averaged = rig_axis(estimator, [left, right], cameras)
+    averaged = rig_directions(estimator, [left, right], cameras)[:, 0]
     assert float((averaged * true_axis).sum()) > 0.99
     swapped = Cameras(cameras.K.flip(1), cameras.world_to_cam.flip(1), cameras.image_size)
-    right_first = rig_axis(estimator, [right, left], swapped)
+    right_first = rig_directions(estimator, [right, left], swapped)[:, 0]
     assert float((right_first * true_axis).sum()) < -0.99  # the first view decides which way
 
 

@@ -89,6 +89,7 @@ def test_a_shared_axis_estimator_trained_with_other_settings_is_stale(tmp_path):
     assert stale_estimator_settings(path, cfg) == []
     assert stale_estimator_settings(path, tiny_config("axis.steps=80", "axis.sign_weight=1")) == ["axis.steps", "axis.sign_weight"]
     assert stale_estimator_settings(path, tiny_config("axis.steps=40", "data.up_axis=y")) == ["data.up_axis"]
+    assert stale_estimator_settings(path, tiny_config("axis.steps=40", "data.handle_axis=x")) == ["data.handle_axis"]
     # an estimator from before the summary held every setting: compared on the ones it has
     save_axis_estimator(AxisEstimator(width=8), path, {"up_axis": "z", "steps": 40, "lr": cfg.axis.lr, "precision": "bf16"})
     assert stale_estimator_settings(path, tiny_config("axis.steps=40", "axis.views_per_object=2")) == []

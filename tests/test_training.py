@@ -456,6 +456,50 @@ def test_the_axis_estimators_answer_is_the_objects_up_axis_in_each_cameras_frame
         assert np.array_equal(image, dataset.objects[i // dataset.views_per_object].image(int(item["view"]), 0))
 
 
+def test_a_mugs_handle_answer_points_where_its_handle_is_and_the_others_face_the_camera(tiny_dataset):
+    """With ``handle_axis`` each image also gets the direction of a mug's handle in its camera's frame:
+    the mug's occupied points farthest from its axis (the handle's) lie that way from the axis, and
+    the direction is at right angles to the axis. Bowls and bottles get the direction towards the camera."""
+    from stereo_occ.data.dataset import StereoOccupancyDataset
+    from stereo_occ.training.axis import TOWARDS_THE_CAMERA, AxisSamples
+
+    dataset = StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=6000, near_surface_share=0.5)
+    samples = AxisSamples.from_dataset(dataset, "z", handle_axis="x")
+    assert AxisSamples.from_dataset(dataset, "z").handles is None
+    assert samples.answers(torch.arange(3)).shape == (3, 2, 3)
+    categories = dataset.item_categories()
+    mugs = [i for i in range(len(dataset)) if categories[i] == "mug"]
+    others = [i for i in range(len(dataset)) if categories[i] != "mug"]
+    assert mugs and others
+    for i in mugs[:3]:
+        item = dataset[i]
+        inside = item["points"][item["occupancies"] > 0.5].double()
+        for camera in range(2):
+            k = 2 * i + camera
+            axis, handle = samples.axes[k].double(), samples.handles[k].double()
+            assert abs(float(axis @ handle)) < 1e-5
+            turned = inside @ item["world_to_cam"][camera, :3, :3].double().T
+            turned = turned - turned.mean(0)
+            radial = turned - (turned @ axis)[:, None] * axis
+            far = radial[radial.norm(dim=-1) > 0.9 * radial.norm(dim=-1).max()]
+            assert float(F.normalize(far.mean(0), dim=0) @ handle) > 0.9
+    for i in others[:4]:
+        assert torch.equal(samples.handles[2 * i], torch.tensor(TOWARDS_THE_CAMERA))
+
+
+def test_the_estimator_loss_adds_the_handles_cosine():
+    from stereo_occ.training.axis import axis_loss, estimator_loss
+
+    axis = F.normalize(torch.tensor([[0.2, -0.4, 0.9]]), dim=-1)
+    handle = F.normalize(torch.cross(axis, torch.tensor([[1.0, 0.0, 0.0]]), dim=-1), dim=-1)
+    target = torch.stack([axis, handle], 1)
+    assert float(estimator_loss(target, target, 0.5, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    flipped = torch.stack([axis, -handle], 1)
+    assert float(estimator_loss(flipped, target, 0.5, 1.0)) == pytest.approx(2.0, abs=1e-6)  # a handle has a side
+    assert float(estimator_loss(flipped, target, 0.5, 0.25)) == pytest.approx(0.5, abs=1e-6)
+    assert float(estimator_loss(target[:, :1], target[:, :1], 0.5, 1.0)) == float(axis_loss(axis, axis, 0.5))
+
+
 def test_rolling_and_mirroring_a_camera_moves_the_image_where_the_axis_goes():
     """A dark dot drawn where a camera-frame direction projects moves, after the roll (and mirror),
     to where the turned direction projects: the image and its answer stay consistent."""
@@ -525,6 +569,27 @@ def test_an_axis_aligned_run_trains_its_estimator_first_and_keeps_it_frozen(tiny
     assert not (tmp_path / "mono" / "axis_estimator.pt").exists()  # refused before training one
 
 
+def test_a_run_with_align_handle_trains_an_estimator_that_finds_the_handle(tiny_dataset, tmp_path):
+    """``data.handle_axis`` gives the estimator its handle head and the val summary the handle's angle;
+    a run with ``model.align_handle`` trains with it, and refuses an estimator without one."""
+    from stereo_occ.training.axis import load_axis_estimator
+
+    rig = ("model.name=rig-mono", "model.align_axis=true", "model.align_handle=true", "model.image_channels=8",
+           "model.volume_channels=8", "model.volume_resolution=8", "train.val_every=100", "axis.steps=3", "axis.batch_size=8")
+    train(small_config(*rig, "data.handle_axis=x", "train.iterations=2"), tiny_dataset, tmp_path / "run")
+    record = load_axis_estimator(tmp_path / "run" / "axis_estimator.pt")
+    assert record["handle"] and record["summary"]["handle_axis"] == "x"
+    assert "mug handle" in record["summary"]["val_median_degrees"] or "mug" not in record["summary"]["val_median_degrees"]
+    model = load_checkpoint(tmp_path / "run" / "model_last.pt")["model"]
+    assert torch.equal(model["encoder.axis_estimator.handle_head.weight"], record["state_dict"]["handle_head.weight"])
+    with pytest.raises(UserError, match="data.handle_axis"):
+        train(small_config(*rig, "train.iterations=1"), tiny_dataset, tmp_path / "no-handle")
+    with pytest.raises(UserError, match="needs model.align_axis"):
+        small_config("model.align_handle=true")
+    with pytest.raises(UserError, match="data.handle_axis must be"):
+        small_config("data.handle_axis=z")
+
+
 def test_the_axis_estimator_learns(tiny_dataset):
     """Its loss on the training images falls over a few dozen steps (the task is learnable as posed)."""
     from stereo_occ.data.dataset import StereoOccupancyDataset
@@ -538,7 +603,7 @@ def test_the_axis_estimator_learns(tiny_dataset):
     images = samples.images.float() / 255.0
 
     def loss() -> torch.Tensor:
-        return axis_loss(estimator(images), samples.axes, 0.5)
+        return axis_loss(estimator(images)[:, 0], samples.axes, 0.5)
 
     with torch.no_grad():
         before = float(loss())

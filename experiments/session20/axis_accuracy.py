@@ -13,8 +13,7 @@ import argparse
 import numpy as np
 
 from stereo_occ.data.dataset import StereoOccupancyDataset
-from stereo_occ.models.axis_estimator import AxisEstimator
-from stereo_occ.training.axis import axis_errors, load_axis_estimator
+from stereo_occ.training.axis import axis_errors, estimator_from_record, load_axis_estimator
 
 
 def main() -> None:
@@ -25,11 +24,11 @@ def main() -> None:
     p.add_argument("--up-axis", default="z")
     args = p.parse_args()
     record = load_axis_estimator(args.estimator)
-    estimator = AxisEstimator(record["width"], record["image_size"])
-    estimator.load_state_dict(record["state_dict"])
+    estimator = estimator_from_record(record)
     dataset = StereoOccupancyDataset(args.dataset, args.split, points_per_sample=1)
     for views, name in ((2, "both views"), (1, "left view")):
-        errors = axis_errors(estimator, dataset, args.up_axis, views=views)
+        errors = axis_errors(estimator, dataset, args.up_axis, views=views,
+                             handle_axis=record["summary"].get("handle_axis", ""))
         print(f"{name:<11}" + "  ".join(
             f"{c} median {np.median(e):4.0f} p75 {np.percentile(e, 75):4.0f} within 20: {np.mean(np.array(e) < 20):.2f}"
             for c, e in errors.items()))

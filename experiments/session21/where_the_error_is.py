@@ -6,7 +6,7 @@
 Per category, median and 75th percentile (degrees) of:
 - each view's answer projected on its image plane against the true axis projected alike, as lines
   (what one image shows best);
-- the answer in the rig frame from the left view, from both views averaged (``rig_axis``, what
+- the answer in the rig frame from the left view, from both views averaged (``rig_directions``, what
   rig-stereo uses), and from both views triangulated: each view's answer and the ray to the object's
   centre span a plane that holds the axis, and two planes meet in it; as a direction and as a line.
 """
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from stereo_occ.data.dataset import StereoOccupancyDataset
-from stereo_occ.models.axis_estimator import AxisEstimator, rig_axis
+from stereo_occ.models.axis_estimator import rig_directions
 from stereo_occ.models.cameras import Cameras
-from stereo_occ.training.axis import load_axis_estimator
+from stereo_occ.training.axis import estimator_from_record, load_axis_estimator
 
 
 def degrees(a: np.ndarray, b: np.ndarray) -> float:
@@ -35,8 +35,7 @@ def main() -> None:
     p.add_argument("--split", default="test")
     args = p.parse_args()
     record = load_axis_estimator(args.estimator)
-    net = AxisEstimator(record["width"], record["image_size"]).eval()
-    net.load_state_dict(record["state_dict"])
+    net = estimator_from_record(record).eval()
     dataset = StereoOccupancyDataset(args.dataset, args.split, points_per_sample=1)
     kinds = ("in the image", "left", "both averaged", "both triangulated")
     errors = {k: {} for k in kinds}
@@ -46,7 +45,7 @@ def main() -> None:
                 rotation, K, world_to_cam = obj.cameras(view)
                 true = np.asarray(rotation, np.float64)[:, 2]
                 images = [torch.from_numpy(obj.image(view, c).transpose(2, 0, 1).astype(np.float32) / 255.0)[None] for c in range(2)]
-                answers = [net(image)[0].double().numpy() for image in images]
+                answers = [net(image)[0, 0].double().numpy() for image in images]
                 turn = [np.asarray(world_to_cam[c], np.float64)[:3, :3] for c in range(2)]
                 to_centre = [np.asarray(world_to_cam[c], np.float64)[:3, 3] for c in range(2)]
                 normals = []
@@ -56,7 +55,7 @@ def main() -> None:
                     errors["in the image"].setdefault(category, []).append(min(angle, 180 - angle))
                     normals.append(turn[c].T @ np.cross(to_centre[c], answers[c]))
                 cameras = Cameras.from_arrays(K, world_to_cam, net.image_size)
-                averaged = rig_axis(net, images, cameras)[0].double().numpy()
+                averaged = rig_directions(net, images, cameras)[0, 0].double().numpy()
                 n = [v / np.linalg.norm(v) for v in normals]
                 w, vectors = np.linalg.eigh(np.outer(n[0], n[0]) + np.outer(n[1], n[1]))
                 triangulated = vectors[:, 0] * (1.0 if vectors[:, 0] @ averaged >= 0 else -1.0)

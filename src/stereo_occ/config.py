@@ -135,6 +135,10 @@ class DataConfig:
     # The objects' axis in their own frame (x, y or z), what the axis estimator learns to find
     # (model.align_axis): +z for the procedural shapes; imported meshes keep their file's axes (ShapeNet: y).
     up_axis: str = "z"
+    # The axis of the objects' own frame that a mug's handle points along (+x for the procedural
+    # mugs, shapes/procedural.py); "" where it is not known (imported meshes). Set, the axis estimator
+    # also learns where a mug's handle points (model.align_handle; docs/training.md, "Session 24").
+    handle_axis: str = ""
 
 
 @dataclass
@@ -180,6 +184,12 @@ class ModelConfig:
     # object's axis turns with the object: development IoU +0.016 [+0.005, +0.029] there, nothing in
     # the rig frame (docs/training.md, "Session 23"). It changes nothing for rig-mono.
     stereo_depth: bool = False
+    # With align_axis: the frame's first axis is the estimator's second answer instead of the rig's x
+    # axis, turned about the object's axis: where a mug's handle points, and the side facing the
+    # cameras for a bowl or a bottle (an estimator trained with data.handle_axis; docs/training.md,
+    # "Session 24"). The whole pose of a mug, not only its axis: session 19's oracle of it put
+    # mugs at 0.367 development IoU against 0.273 with the true axis alone.
+    align_handle: bool = False
 
 
 @dataclass
@@ -286,6 +296,9 @@ class AxisConfig:
     views_per_object: int = 16  # the first N views of each training object (0: all); memory grows with it
     # the loss: 1 - cos^2 (the line) + sign_weight * (1 - cos) (which end is the top); training/axis.py
     sign_weight: float = 0.5
+    # with data.handle_axis: the weight of the handle's direction, 1 - cos (a mug's handle; the
+    # direction towards the camera for the other objects)
+    handle_weight: float = 1.0
 
 
 @dataclass
@@ -378,6 +391,13 @@ def validate(cfg: Config) -> None:
         raise UserError(f"axis.precision must be auto, fp32 or bf16 (got {cfg.axis.precision!r})")
     if cfg.data.up_axis not in ("x", "y", "z"):
         raise UserError(f"data.up_axis must be x, y or z (got {cfg.data.up_axis!r})")
+    if cfg.data.handle_axis not in ("", "x", "y", "z") or cfg.data.handle_axis == cfg.data.up_axis:
+        raise UserError(f"data.handle_axis must be x, y or z other than data.up_axis ({cfg.data.up_axis}), "
+                        f"or empty (got {cfg.data.handle_axis!r})")
+    if not cfg.axis.handle_weight >= 0:
+        raise UserError(f"axis.handle_weight must be 0 or more (got {cfg.axis.handle_weight})")
+    if cfg.model.align_handle and not cfg.model.align_axis:
+        raise UserError("model.align_handle turns the axis frame towards the handle: it needs model.align_axis=true")
     for category, share in cfg.data.category_shares.items():
         if category not in CATEGORIES:
             raise UserError(f"data.category_shares: unknown category {category!r} (known: {', '.join(CATEGORIES)})")

@@ -141,7 +141,7 @@ def training_finished(run: Path, cfg: Config) -> bool:
 
 
 def stale_estimator_settings(path: Path, cfg: Config) -> list[str]:
-    """The ``axis`` settings (and ``data.up_axis``) of ``cfg`` that the estimator at ``path`` was not
+    """The ``axis`` settings (and ``data.up_axis``, ``data.handle_axis``) of ``cfg`` that the estimator at ``path`` was not
     trained with. Estimators from before the summary held every setting are compared on those it has."""
     from .training.axis import load_axis_estimator
 
@@ -152,6 +152,8 @@ def stale_estimator_settings(path: Path, cfg: Config) -> list[str]:
     differ = [f"axis.{key}" for key, value in to_dict(cfg.axis).items() if key in trained and trained[key] != value]
     if summary.get("up_axis", cfg.data.up_axis) != cfg.data.up_axis:
         differ.append("data.up_axis")
+    if summary.get("handle_axis", "") != cfg.data.handle_axis:  # older files found no handle
+        differ.append("data.handle_axis")
     return differ
 
 

@@ -76,6 +76,12 @@ class OccupancyNetwork(nn.Module):
         estimator = getattr(self.encoder, "axis_estimator", None)
         if estimator is None:
             raise UserError(f"{type(self.encoder).__name__} has no axis estimator (model.align_axis=true, rig models)")
+        has_handle = any(key.startswith("handle_head.") for key in state_dict)
+        if estimator.finds_handle and not has_handle:
+            raise UserError("model.align_handle needs an axis estimator that finds the handle: train one with "
+                            "data.handle_axis set (x for the procedural shapes)")
+        if not estimator.finds_handle:  # a model along the axis alone uses the axis of one that finds both
+            state_dict = {k: v for k, v in state_dict.items() if not k.startswith("handle_head.")}
         estimator.load_state_dict(state_dict)
 
     def load_resnet18_weights(self, state_dict: Mapping[str, Tensor]) -> None:

@@ -26,7 +26,9 @@ With ``align_axis`` the volume is built in a frame whose third axis is the objec
 (:mod:`.axis_estimator`: the up axis of a mug, a bowl or a bottle, all solids of revolution but for a
 handle); the decoder reads the volume and encodes positions in the same frame. The 3D convolutions
 then see every object upright, whatever its rotation in the rig, so what they learn about walls
-(parallel to the axis for a mug, around it for a bowl) holds for every view.
+(parallel to the axis for a mug, around it for a bowl) holds for every view. With ``align_handle``
+the frame also turns about the axis to where the estimator finds a mug's handle (the cameras' side
+for a bowl or a bottle), so a mug is laid out in its own pose.
 
 The mono twin (``views=1``) is the same network on the left view only: the volume and the decoder get
 the left feature and the point's depth in front of the left camera instead of the comparison, so the
@@ -46,7 +48,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig, RigConfig
 from ..data.rig import OBJECT_RADIUS
 from ..errors import UserError
-from .axis_estimator import AxisEstimator, rig_axis
+from .axis_estimator import AxisEstimator, rig_directions
 from .cameras import LEFT, RIGHT, Cameras
 from .network import OccupancyNetwork
 
@@ -191,17 +193,21 @@ def sample_volume(volume: Tensor, points: Tensor, extent: float) -> Tensor:
     return sampled[:, :, :, 0, 0].transpose(1, 2)
 
 
-def axis_frame(axis: Tensor) -> Tensor:
+def axis_frame(axis: Tensor, towards: Tensor | None = None) -> Tensor:
     """``(B, 3)`` unit axes -> ``(B, 3, 3)`` rotations whose third row is the axis.
 
-    The first row is the rig's x axis made orthogonal to the axis (its y axis where the two are
-    nearly parallel); which way the frame turns about the axis is arbitrary, and the network is
-    trained on whatever it gets.
+    The first row is ``towards`` (``(B, 3)``: the estimated direction of a mug's handle, model.align_handle)
+    made orthogonal to the axis; without it, or where it lies within about 10 degrees of the axis, the
+    rig's x axis made orthogonal to it (its y axis where the two are nearly parallel), a turn about the
+    axis that is arbitrary and that the network is trained on whatever it is.
     """
     reference = torch.zeros_like(axis)
     near_x = axis[:, 0].abs() > 0.9
     reference[:, 0] = (~near_x).to(axis.dtype)
     reference[:, 1] = near_x.to(axis.dtype)
+    if towards is not None:
+        across = towards - (towards * axis).sum(-1, keepdim=True) * axis
+        reference = torch.where(across.norm(dim=-1, keepdim=True) > 0.17, towards, reference)
     x = F.normalize(reference - (reference * axis).sum(-1, keepdim=True) * axis, dim=-1)
     y = torch.cross(axis, x, dim=-1)
     return torch.stack([x, y, axis], 1)
@@ -227,6 +233,7 @@ class RigVolumeEncoder(nn.Module):
         align_axis: bool = False,
         image_size: int = 64,
         stereo_depth: bool = False,
+        align_handle: bool = False,
     ) -> None:
         super().__init__()
         if views not in (1, 2):
@@ -251,7 +258,8 @@ class RigVolumeEncoder(nn.Module):
         self.register_buffer("voxel_centers", torch.stack([x, y, z], -1).reshape(-1, 3), persistent=False)
         self.resolution = volume_resolution
         # Frozen: trained before this network (training/axis.py) and loaded when its training starts.
-        self.axis_estimator = AxisEstimator(image_size=image_size).requires_grad_(False) if align_axis else None
+        self.axis_estimator = (AxisEstimator(image_size=image_size, handle=align_handle).requires_grad_(False)
+                               if align_axis else None)
 
     def forward(self, left: Tensor, right: Tensor, cameras: Cameras | None = None) -> RigConditioning:
         if cameras is None:
@@ -269,8 +277,10 @@ class RigVolumeEncoder(nn.Module):
         if self.axis_estimator is not None:
             # In fp32 under bf16 autocast, so that training and evaluation lay out the same frame.
             with torch.no_grad(), torch.autocast(left.device.type, enabled=False):
-                axis = rig_axis(self.axis_estimator, [left.float()] if self.views == 1 else [left.float(), right.float()], cameras)
-                frame = axis_frame(axis)
+                directions = rig_directions(self.axis_estimator, [left.float()] if self.views == 1 else [left.float(), right.float()],
+                                            cameras)
+                axis = directions[:, 0]
+                frame = axis_frame(axis, directions[:, 1] if self.axis_estimator.finds_handle else None)
                 centers = centers @ frame  # the grid laid out in the axis frame: p = frame^T q
         narrow = self.volume_features(maps if self.views == 2 else left_map)
         per_voxel = point_features(centers, narrow[:b], narrow[b:] if right_map is not None else None, cameras,
@@ -399,6 +409,7 @@ def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork
         align_axis=cfg.align_axis,
         image_size=rig_cfg.image_size,
         stereo_depth=cfg.stereo_depth,
+        align_handle=cfg.align_handle,
     )
     if cfg.rig_positions and not cfg.align_axis:
         raise UserError("model.rig_positions adds the rig frame's positions to the axis frame's: it needs model.align_axis=true")

@@ -7,6 +7,11 @@ turned about its centre, the answer turned about z) and mirrored half the time (
 are views the rig could have taken. The loss (:func:`axis_loss`) asks for the line first and its
 sign second.
 
+Where ``data.handle_axis`` says which way the training mugs' handles point, the estimator also
+learns that direction (its handle head): a mug's handle in the camera's frame, and for a bowl or a
+bottle, which have no side of their own, the direction towards the camera, so that a frame built on
+it turns the same way for every object (:func:`~stereo_occ.models.rig_volume.axis_frame`).
+
 The result is one file (:func:`save_axis_estimator`) that rig models built with
 ``model.align_axis`` load at the start of their training (``model.axis_estimator``) and keep frozen;
 the experiment trains one and shares it between rig-stereo and rig-mono, so the twins still differ
@@ -28,7 +33,7 @@ from tqdm import tqdm
 from ..config import CATEGORIES, Config, to_dict
 from ..data.dataset import StereoOccupancyDataset
 from ..errors import UserError
-from ..models.axis_estimator import AxisEstimator, rig_axis
+from ..models.axis_estimator import AxisEstimator, rig_directions
 from ..models.cameras import Cameras
 from .distributed import autocast, autocast_dtype
 
@@ -36,29 +41,46 @@ FORMAT = "stereo-occ axis estimator"
 VERSION = 1
 
 
+TOWARDS_THE_CAMERA = (0.0, 0.0, -1.0)  # in a camera's frame, from the object (in front, at +z) back to it
+
+
 @dataclass
 class AxisSamples:
-    """Every (object, view, camera) image of a split with its answer."""
+    """Every (object, view, camera) image of a split with its answers."""
 
     images: Tensor  # (N, 3, H, W) uint8
     axes: Tensor  # (N, 3) the up axis in the image's camera frame
     categories: Tensor  # (N,) index into CATEGORIES
+    handles: Tensor | None = None  # (N, 3) a mug's handle, towards the camera for the others; None: not asked
 
     @classmethod
-    def from_dataset(cls, dataset: StereoOccupancyDataset, up_axis: str, max_views: int = 0) -> "AxisSamples":
-        """``max_views`` > 0: the first that many views of each object only."""
+    def from_dataset(cls, dataset: StereoOccupancyDataset, up_axis: str, max_views: int = 0,
+                     handle_axis: str = "") -> "AxisSamples":
+        """``max_views`` > 0: the first that many views of each object only. ``handle_axis``: the axis
+        of the objects' own frame a mug's handle points along ("": no handle answers)."""
         column = "xyz".index(up_axis)
-        images, axes, categories = [], [], []
+        images, axes, handles, categories = [], [], [], []
         views = dataset.views_per_object if max_views <= 0 else min(max_views, dataset.views_per_object)
         for obj, category in zip(dataset.objects, dataset.categories):
             for view in range(views):
                 rotation, _, world_to_cam = obj.cameras(view)
-                up_rig = np.asarray(rotation, dtype=np.float64)[:, column]
+                rotation = np.asarray(rotation, dtype=np.float64)
                 for camera in range(2):
+                    to_camera = np.asarray(world_to_cam[camera], dtype=np.float64)[:3, :3]
                     images.append(np.ascontiguousarray(obj.image(view, camera).transpose(2, 0, 1)))
-                    axes.append(np.asarray(world_to_cam[camera], dtype=np.float64)[:3, :3] @ up_rig)
+                    axes.append(to_camera @ rotation[:, column])
+                    if handle_axis:
+                        handles.append(to_camera @ rotation[:, "xyz".index(handle_axis)] if category == "mug"
+                                       else np.array(TOWARDS_THE_CAMERA))
                     categories.append(CATEGORIES.index(category))
-        return cls(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(axes)).float(), torch.tensor(categories))
+        return cls(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(axes)).float(), torch.tensor(categories),
+                   torch.from_numpy(np.stack(handles)).float() if handle_axis else None)
+
+    def answers(self, pick: Tensor) -> Tensor:
+        """``(len(pick), K, 3)``: each picked image's axis, and its handle's direction where asked."""
+        if self.handles is None:
+            return self.axes[pick, None]
+        return torch.stack([self.axes[pick], self.handles[pick]], 1)
 
 
 def roll_and_mirror(images: Tensor, axes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -99,12 +121,27 @@ def axis_loss(estimate: Tensor, target: Tensor, sign_weight: float) -> Tensor:
     return (1.0 - cosine.square()).mean() + sign_weight * (1.0 - cosine).mean()
 
 
+def estimator_loss(estimate: Tensor, target: Tensor, sign_weight: float, handle_weight: float) -> Tensor:
+    """The estimator's ``(B, K, 3)`` answers against their targets: :func:`axis_loss` on the axis, and
+    ``handle_weight * (1 - cos)`` on the handle's direction where there is one (a mug's handle has a
+    side, so the plain cosine: its two ends are not alike)."""
+    loss = axis_loss(estimate[:, 0], target[:, 0], sign_weight)
+    if estimate.shape[1] > 1:
+        loss = loss + handle_weight * (1.0 - (estimate[:, 1].float() * target[:, 1]).sum(-1)).mean()
+    return loss
+
+
 @torch.no_grad()
-def axis_errors(estimator: AxisEstimator, dataset: StereoOccupancyDataset, up_axis: str, views: int = 2) -> dict[str, list[float]]:
+def axis_errors(estimator: AxisEstimator, dataset: StereoOccupancyDataset, up_axis: str, views: int = 2,
+                handle_axis: str = "") -> dict[str, list[float]]:
     """Per category, the angle in degrees between the estimate in the rig frame (``views`` = 2: both
-    views averaged, as rig-stereo uses it; 1: the left one, as rig-mono) and the true axis, per item."""
+    views averaged, as rig-stereo uses it; 1: the left one, as rig-mono) and the true axis, per item;
+    for an estimator that finds the handle and a known ``handle_axis``, also "mug handle": the angle
+    between the estimated and the true direction of each mug's handle."""
     column = "xyz".index(up_axis)
     errors: dict[str, list[float]] = {c: [] for c in CATEGORIES}
+    if estimator.finds_handle and handle_axis:
+        errors["mug handle"] = []
     estimator.eval()
     for obj, category in zip(dataset.objects, dataset.categories):
         for view in range(dataset.views_per_object):
@@ -112,10 +149,16 @@ def axis_errors(estimator: AxisEstimator, dataset: StereoOccupancyDataset, up_ax
             cameras = Cameras.from_arrays(K, world_to_cam, estimator.image_size)
             images = [torch.from_numpy(obj.image(view, cam).transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
                       for cam in range(views)]
-            estimate = rig_axis(estimator, images, cameras)[0].double().numpy()
-            cosine = float(np.clip(estimate @ np.asarray(rotation, np.float64)[:, column], -1.0, 1.0))
-            errors[category].append(math.degrees(math.acos(cosine)))
+            estimate = rig_directions(estimator, images, cameras)[0].double().numpy()
+            rotation = np.asarray(rotation, np.float64)
+            errors[category].append(_degrees(estimate[0], rotation[:, column]))
+            if category == "mug" and "mug handle" in errors:
+                errors["mug handle"].append(_degrees(estimate[1], rotation[:, "xyz".index(handle_axis)]))
     return errors
+
+
+def _degrees(a: np.ndarray, b: np.ndarray) -> float:
+    return math.degrees(math.acos(float(np.clip(a @ b, -1.0, 1.0))))
 
 
 def median_errors(errors: dict[str, list[float]]) -> dict[str, float]:
@@ -145,33 +188,34 @@ def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path,
     torch.manual_seed(ac.seed)
     generator = torch.Generator().manual_seed(ac.seed)
     train = StereoOccupancyDataset(dataset_root, "train", points_per_sample=1)
-    samples = AxisSamples.from_dataset(train, cfg.data.up_axis, ac.views_per_object)
+    handle_axis = cfg.data.handle_axis
+    samples = AxisSamples.from_dataset(train, cfg.data.up_axis, ac.views_per_object, handle_axis)
     image_size = int(samples.images.shape[-1])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp_dtype = autocast_dtype(ac.precision, device, bf16_on_cpu=True)
-    estimator = AxisEstimator(image_size=image_size).to(device)
+    estimator = AxisEstimator(image_size=image_size, handle=bool(handle_axis)).to(device)
     optimiser = torch.optim.Adam(estimator.parameters(), lr=ac.lr)
     bar = tqdm(range(ac.steps), desc="train the axis estimator", disable=not show_progress, mininterval=1.0)
     for _ in bar:
         pick = torch.randint(len(samples.axes), (ac.batch_size,), generator=generator)
-        images, axes = roll_and_mirror(samples.images[pick].float() / 255.0, samples.axes[pick], generator)
+        images, answers = roll_and_mirror(samples.images[pick].float() / 255.0, samples.answers(pick), generator)
         with autocast(device, amp_dtype):
             estimate = estimator(images.to(device))
-        loss = axis_loss(estimate, axes.to(device), ac.sign_weight)
+        loss = estimator_loss(estimate, answers.to(device), ac.sign_weight, ac.handle_weight)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     estimator = estimator.cpu()
     summary = {"steps": ac.steps, "batch_size": ac.batch_size, "lr": ac.lr, "seed": ac.seed, "sign_weight": ac.sign_weight, "train_images": len(samples.axes),
-               "up_axis": cfg.data.up_axis, "precision": "bf16" if amp_dtype == torch.bfloat16 else "fp32",
+               "up_axis": cfg.data.up_axis, "handle_axis": handle_axis, "precision": "bf16" if amp_dtype == torch.bfloat16 else "fp32",
                "axis": to_dict(ac)}  # every setting, so an experiment can tell a stale estimator (experiment.py)
     try:
         val = StereoOccupancyDataset(dataset_root, "val", points_per_sample=1)
     except UserError:
         val = None
     if val is not None:
-        summary["val_median_degrees"] = median_errors(axis_errors(estimator, val, cfg.data.up_axis))
+        summary["val_median_degrees"] = median_errors(axis_errors(estimator, val, cfg.data.up_axis, handle_axis=handle_axis))
     save_axis_estimator(estimator, out, summary)
     return summary
 
@@ -180,10 +224,18 @@ def save_axis_estimator(estimator: AxisEstimator, path: Path, summary: dict) -> 
     """Tensors and plain values only, so that it loads with ``weights_only=True``; written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"format": FORMAT, "version": VERSION, "width": estimator.width, "image_size": estimator.image_size,
+              "handle": estimator.finds_handle,
               "state_dict": estimator.state_dict(), "summary": summary}
     partial = path.with_name(path.name + ".partial")
     torch.save(record, partial)
     partial.replace(path)
+
+
+def estimator_from_record(record: dict) -> AxisEstimator:
+    """The estimator a :func:`load_axis_estimator` record holds, with its weights."""
+    estimator = AxisEstimator(record["width"], record["image_size"], handle=bool(record.get("handle", False)))
+    estimator.load_state_dict(record["state_dict"])
+    return estimator
 
 
 def load_axis_estimator(path: str | Path) -> dict:
