@@ -26,6 +26,20 @@ def degrees(a: np.ndarray, b: np.ndarray) -> float:
     return math.degrees(math.acos(float(np.clip(a @ b, -1.0, 1.0))))
 
 
+@torch.no_grad()
+def answers_per_view(estimator, data: StereoOccupancyDataset, category: str):
+    """Every view of the category's objects: its object-to-rig rotation and the estimator's answers in
+    the rig frame, both views averaged (``(1, K, 3)``, as rig-stereo uses them)."""
+    for obj, c in zip(data.objects, data.categories):
+        if c != category:
+            continue
+        for view in range(data.views_per_object):
+            rotation, K, world_to_cam = obj.cameras(view)
+            images = [torch.from_numpy(obj.image(view, k).transpose(2, 0, 1).astype(np.float32) / 255.0)[None] for k in range(2)]
+            yield (np.asarray(rotation, np.float64),
+                   rig_directions(estimator, images, Cameras.from_arrays(K, world_to_cam, estimator.image_size)))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("estimator")
@@ -37,23 +51,15 @@ def main() -> None:
         raise SystemExit("this estimator has no handle head (train it with data.handle_axis=x)")
     data = StereoOccupancyDataset(args.dataset, args.split, points_per_sample=1)
     rows = []
-    with torch.no_grad():
-        for obj, category in zip(data.objects, data.categories):
-            if category != "mug":
-                continue
-            for view in range(data.views_per_object):
-                rotation, K, world_to_cam = obj.cameras(view)
-                rotation = np.asarray(rotation, np.float64)
-                images = [torch.from_numpy(obj.image(view, c).transpose(2, 0, 1).astype(np.float32) / 255.0)[None] for c in range(2)]
-                answer = rig_directions(net, images, Cameras.from_arrays(K, world_to_cam, net.image_size))
-                frame = axis_frame(answer[:, 0], answer[:, 1])[0].double().numpy()
-                axis, handle = answer[0, 0].double().numpy(), answer[0, 1].double().numpy()
-                across = axis - (axis @ handle) * handle
-                across /= np.linalg.norm(across)
-                true_axis, true_handle = rotation[:, 2], rotation[:, 0]
-                whole = max(degrees(frame[2], true_axis), degrees(frame[0], true_handle))
-                rows.append((degrees(axis, true_axis), min(degrees(axis, true_axis), degrees(-axis, true_axis)),
-                             degrees(handle, true_handle), degrees(across, true_axis), whole))
+    for rotation, answer in answers_per_view(net, data, "mug"):
+        frame = axis_frame(answer[:, 0], answer[:, 1])[0].double().numpy()
+        axis, handle = answer[0, 0].double().numpy(), answer[0, 1].double().numpy()
+        across = axis - (axis @ handle) * handle
+        across /= np.linalg.norm(across)
+        true_axis, true_handle = rotation[:, 2], rotation[:, 0]
+        whole = max(degrees(frame[2], true_axis), degrees(frame[0], true_handle))
+        rows.append((degrees(axis, true_axis), min(degrees(axis, true_axis), degrees(-axis, true_axis)),
+                     degrees(handle, true_handle), degrees(across, true_axis), whole))
     rows = np.array(rows)
     names = ("axis", "axis line", "handle", "axis across the handle", "whole frame (worst axis)")
     print(f"{len(rows)} mug views of {args.dataset} ({args.split})")
