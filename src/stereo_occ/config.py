@@ -294,7 +294,9 @@ class AxisConfig:
     # auto: bf16 on CPUs that compute it natively (1.8x faster steps) and on GPUs; fp32 otherwise
     precision: str = "auto"
     views_per_object: int = 16  # the first N views of each training object (0: all); memory grows with it
-    # the loss: 1 - cos^2 (the line) + sign_weight * (1 - cos) (which end is the top); training/axis.py
+    # the loss: 1 - cos^2 (the line) + sign_weight * (1 - cos) (which end is the top); training/axis.py.
+    # Under 2 the wrong end is a local minimum (some bottles stay upside down); 3 has no such trap,
+    # but no occupancy run gained from it (docs/training.md, "Session 24")
     sign_weight: float = 0.5
     # with data.handle_axis: the weight of the handle's direction, 1 - cos (a mug's handle; the
     # direction towards the camera for the other objects)

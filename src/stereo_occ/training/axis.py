@@ -116,6 +116,11 @@ def axis_loss(estimate: Tensor, target: Tensor, sign_weight: float) -> Tensor:
     vanishes for the line as well, so the answers stay at right angles to the axis (about 85 degrees
     after 500 steps on mugs alone). The line term has no such trap; the cosine term then turns the
     answer the right way round wherever the image tells (docs/training.md, "Session 21").
+
+    With ``sign_weight`` under 2 the wrong end is a local minimum: at an angle ``pi - e`` the slope is
+    about ``(sign_weight - 2) e``, the line term holding the answer there more strongly than the sign
+    term pushes it off. An object whose answer starts near its bottom stays upside down (a quarter of
+    the bottles with 0.5 in session 21, most of them in one run of session 24; with 3 the trap is gone).
     """
     cosine = (estimate.float() * target).sum(-1)
     return (1.0 - cosine.square()).mean() + sign_weight * (1.0 - cosine).mean()
