@@ -15,6 +15,7 @@ training images and on the development set's mugs, with both views averaged.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from stereo_occ.models.axis_estimator import AxisEstimator
 from stereo_occ.training.axis import AxisSamples, estimator_loss, roll_and_mirror, save_axis_estimator
 from stereo_occ.training.distributed import autocast, autocast_dtype
 
-from mug_pose import answers_per_view  # beside this script
+from mug_pose import answers_per_view, degrees  # beside this script
 
 
 def orthogonal(answers: torch.Tensor) -> torch.Tensor:
@@ -44,8 +45,8 @@ def errors_of(estimator: AxisEstimator, data: StereoOccupancyDataset, category: 
         if across:
             answer = orthogonal(answer)
         a, h = answer[0].double().numpy()
-        axes.append(np.degrees(np.arccos(np.clip(a @ rotation[:, 2], -1, 1))))
-        handles.append(np.degrees(np.arccos(np.clip(h @ rotation[:, 0], -1, 1))))
+        axes.append(degrees(a, rotation[:, 2]))
+        handles.append(degrees(h, rotation[:, 0]))
     return np.array(axes), np.array(handles)
 
 
@@ -80,8 +81,7 @@ def main() -> None:
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-    save_axis_estimator(estimator, __import__("pathlib").Path(args.out), {"up_axis": "z", "handle_axis": "x",
-                                                                          "only": args.category})
+    save_axis_estimator(estimator, Path(args.out), {"up_axis": "z", "handle_axis": "x", "only": args.category})
     for name, data in (("train", train), ("dev", StereoOccupancyDataset(args.dev, "test", points_per_sample=1))):
         axis, handle = errors_of(estimator.eval(), data, args.category, args.orthogonal)
         print(f"{name}: {args.category} axis median {np.median(axis):.0f}, line {np.median(np.minimum(axis, 180 - axis)):.0f}"
