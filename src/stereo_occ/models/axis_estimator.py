@@ -15,10 +15,11 @@ trained first and then frozen (:mod:`stereo_occ.training.axis`):
 - the rig models bring each view's answer into the rig frame with the calibration and average them
   (:func:`rig_directions`): rig-stereo uses both views, rig-mono the left one, with the same estimator.
 
-It is trained on the line first and its sign second (:func:`~stereo_occ.training.axis.axis_loss`):
-the sign matters (a bowl's opening), but the cosine alone never found a mug's axis. On the development
-set bowls are about 10 degrees off, bottles about 18 (a quarter of them upside down) and mugs' line
-about 40 with the sign at random (docs/training.md, "Session 21").
+It chooses among 1,000 directions on the sphere (a classifier on soft labels; the answer is the mean
+of the bins near the most likely one). The regression of sessions 20 to 24 (a unit vector, trained on
+the line first and its sign second, :func:`~stereo_occ.training.axis.axis_loss`) never fitted a mug's
+axis, not even on its training images; the classifier puts a mug's line 13 degrees off on the
+development set, bowls 4 and bottles 7, one view at a time (docs/training.md, "Session 25").
 
 With a **handle head** (``handle=True``, trained where ``data.handle_axis`` says which way the
 training mugs' handles point) it gives a second direction from the same features: where a mug's
@@ -29,11 +30,28 @@ whole pose, which session 19's oracle showed mugs need (docs/training.md, "Sessi
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .cameras import Cameras
+
+
+DEFAULT_BINS = 1000
+"""Directions the estimator chooses among: neighbours about 6 degrees apart (docs/training.md, "Session 25")."""
+
+NEIGHBOURHOOD_DEGREES = 25.0
+"""An answer is the probability-weighted mean of the bins this close to the most likely one."""
+
+
+def sphere_bins(n: int) -> Tensor:
+    """``(n, 3)`` unit directions spread evenly over the sphere (a Fibonacci lattice)."""
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    polar = torch.acos(1.0 - 2.0 * i / n)
+    azimuth = math.pi * (1.0 + math.sqrt(5.0)) * i
+    return torch.stack([torch.cos(azimuth) * torch.sin(polar), torch.sin(azimuth) * torch.sin(polar), torch.cos(polar)], -1).float()
 
 
 class AxisEstimator(nn.Module):
@@ -44,11 +62,20 @@ class AxisEstimator(nn.Module):
     evaluation compute the same thing), then the 2x2 map (at 64 px) flattened through two linear
     layers: where in the image the parts lie (a neck above or below a body) tells the axis and its
     sign. The handle's direction is a second linear layer on the same hidden features.
+
+    **A classifier over directions** (``bins`` > 0, the default): each answer is a distribution over
+    ``bins`` directions on the sphere (:func:`sphere_bins`), trained on soft labels around the true
+    direction (:func:`~stereo_occ.training.axis.bin_loss`), and read as the mean of the bins near its
+    mode. A distribution can say "top or bottom, not sure" with two peaks, where a regressed vector
+    has to sit between them; the regression (``bins=0``, sessions 20 to 24) never fitted a mug's axis
+    even on its training images, and the classifier does (docs/training.md, "Session 25").
+    Estimator files carry their kind: loading a state dict whose last layers have another size
+    rebuilds them to that size, so a model built with the default loads a regression estimator too.
     """
 
     STAGES = 5
 
-    def __init__(self, width: int = 32, image_size: int = 64, handle: bool = False) -> None:
+    def __init__(self, width: int = 32, image_size: int = 64, handle: bool = False, bins: int = DEFAULT_BINS) -> None:
         super().__init__()
         channels = [3, width, 2 * width, 4 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
@@ -62,24 +89,62 @@ class AxisEstimator(nn.Module):
         side = image_size
         for _ in range(self.STAGES):
             side = (side + 1) // 2
+        outputs = self._outputs(bins)
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(channels[-1] * side * side, 256), nn.ReLU(inplace=True), nn.Linear(256, 3)
+            nn.Flatten(), nn.Linear(channels[-1] * side * side, 256), nn.ReLU(inplace=True), nn.Linear(256, outputs)
         )
-        self.handle_head = nn.Linear(256, 3) if handle else None
-        self.width, self.image_size = width, image_size
+        self.handle_head = nn.Linear(256, outputs) if handle else None
+        self.width, self.image_size, self.bins = width, image_size, bins
+        self.register_buffer("directions", sphere_bins(bins) if bins > 0 else torch.zeros(0, 3), persistent=False)
+
+    @staticmethod
+    def _outputs(bins: int) -> int:
+        if bins < 0 or 0 < bins < 20:
+            raise ValueError(f"an axis estimator chooses among 20 or more directions, or regresses one (bins=0); got {bins}")
+        return bins if bins > 0 else 3
+
+    def _set_bins(self, bins: int) -> None:
+        """Rebuild the answer layers for ``bins`` directions (0: a regressed vector), where they were."""
+        old = self.head[-1].weight
+        outputs, device, trainable = self._outputs(bins), old.device, old.requires_grad  # a frozen estimator stays frozen
+        self.head[-1] = nn.Linear(256, outputs, device=device).requires_grad_(trainable)
+        if self.handle_head is not None:
+            self.handle_head = nn.Linear(256, outputs, device=device).requires_grad_(trainable)
+        self.bins = bins
+        self.directions = (sphere_bins(bins) if bins > 0 else torch.zeros(0, 3)).to(device)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - torch's signature
+        outputs = state_dict.get(prefix + "head.3.weight")
+        if outputs is not None and outputs.shape[0] != self.head[-1].out_features:
+            self._set_bins(0 if outputs.shape[0] == 3 else int(outputs.shape[0]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def finds_handle(self) -> bool:
         return self.handle_head is not None
 
-    def forward(self, images: Tensor) -> Tensor:
+    def raw(self, images: Tensor) -> Tensor:
+        """``(B, K, bins)`` logits over :attr:`directions` (``(B, K, 3)`` vectors for a regression)."""
         if images.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(f"the axis estimator takes {self.image_size} px images (got {tuple(images.shape[-2:])})")
         hidden = self.head[:-1](self.features(images))
         answers = [self.head[-1](hidden)]
         if self.handle_head is not None:
             answers.append(self.handle_head(hidden))
-        return F.normalize(torch.stack(answers, 1).float(), dim=-1)
+        return torch.stack(answers, 1).float()
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.decode(self.raw(images))
+
+    def decode(self, raw: Tensor) -> Tensor:
+        """:meth:`raw` answers -> unit directions: the probability-weighted mean of the bins within
+        :data:`NEIGHBOURHOOD_DEGREES` of the mode (the mode alone would be quantised to the bins)."""
+        if self.bins == 0:
+            return F.normalize(raw, dim=-1)
+        probability = raw.float().softmax(-1)
+        mode = self.directions[probability.argmax(-1)]  # (B, K, 3)
+        near = (mode @ self.directions.T) > math.cos(math.radians(NEIGHBOURHOOD_DEGREES))
+        return F.normalize((probability * near) @ self.directions, dim=-1)
 
 
 def rig_directions(estimator: AxisEstimator, images: list[Tensor], cameras: Cameras) -> Tensor:

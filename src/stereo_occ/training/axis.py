@@ -4,8 +4,9 @@ Every view of the training split is a sample, one image at a time, left and righ
 object's up axis (``data.up_axis`` of the object, in that camera's frame) as the answer. Each batch
 is augmented on the fly: the camera rolled about its optical axis by a random angle (the image
 turned about its centre, the answer turned about z) and mirrored half the time (x negated), which
-are views the rig could have taken. The loss (:func:`axis_loss`) asks for the line first and its
-sign second.
+are views the rig could have taken. The loss is a cross-entropy over directions on the sphere
+(:func:`bin_loss`); a regression estimator (``axis.bins=0``, sessions 20 to 24) is trained with
+:func:`axis_loss`, which asks for the line first and its sign second.
 
 Where ``data.handle_axis`` says which way the training mugs' handles point, the estimator also
 learns that direction (its handle head): a mug's handle in the camera's frame, and for a bowl or a
@@ -136,6 +137,17 @@ def estimator_loss(estimate: Tensor, target: Tensor, sign_weight: float, handle_
     return loss
 
 
+def bin_loss(logits: Tensor, target: Tensor, directions: Tensor, kappa: float, handle_weight: float) -> Tensor:
+    """A classifier estimator's ``(B, K, bins)`` logits over ``directions`` against ``(B, K, 3)`` unit
+    targets: the cross-entropy to soft labels ``softmax(kappa * cos)`` over the bins (``kappa`` = 40:
+    a spread of about 9 degrees, wider than the bins' 6 degree spacing, so neighbouring bins share
+    the answer), the handle's weighted by ``handle_weight``. Both ends of an axis are directions of
+    their own: where the image does not tell the top, the distribution keeps two peaks."""
+    soft = (kappa * (target.float() @ directions.T)).softmax(-1)
+    per_answer = -(soft * logits.float().log_softmax(-1)).sum(-1).mean(0)  # (K,)
+    return per_answer[0] + handle_weight * per_answer[1:].sum()
+
+
 @torch.no_grad()
 def axis_errors(estimator: AxisEstimator, dataset: StereoOccupancyDataset, up_axis: str, views: int = 2,
                 handle_axis: str = "") -> dict[str, list[float]]:
@@ -198,21 +210,25 @@ def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path,
     image_size = int(samples.images.shape[-1])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp_dtype = autocast_dtype(ac.precision, device, bf16_on_cpu=True)
-    estimator = AxisEstimator(image_size=image_size, handle=bool(handle_axis)).to(device)
+    estimator = AxisEstimator(image_size=image_size, handle=bool(handle_axis), bins=ac.bins).to(device)
     optimiser = torch.optim.Adam(estimator.parameters(), lr=ac.lr)
     bar = tqdm(range(ac.steps), desc="train the axis estimator", disable=not show_progress, mininterval=1.0)
     for _ in bar:
         pick = torch.randint(len(samples.axes), (ac.batch_size,), generator=generator)
         images, answers = roll_and_mirror(samples.images[pick].float() / 255.0, samples.answers(pick), generator)
         with autocast(device, amp_dtype):
-            estimate = estimator(images.to(device))
-        loss = estimator_loss(estimate, answers.to(device), ac.sign_weight, ac.handle_weight)
+            raw = estimator.raw(images.to(device))
+        if estimator.bins:
+            loss = bin_loss(raw, answers.to(device), estimator.directions, ac.kappa, ac.handle_weight)
+        else:
+            loss = estimator_loss(estimator.decode(raw), answers.to(device), ac.sign_weight, ac.handle_weight)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     estimator = estimator.cpu()
-    summary = {"steps": ac.steps, "batch_size": ac.batch_size, "lr": ac.lr, "seed": ac.seed, "sign_weight": ac.sign_weight, "train_images": len(samples.axes),
+    summary = {"steps": ac.steps, "batch_size": ac.batch_size, "lr": ac.lr, "seed": ac.seed, "sign_weight": ac.sign_weight,
+               "bins": ac.bins, "train_images": len(samples.axes),
                "up_axis": cfg.data.up_axis, "handle_axis": handle_axis, "precision": "bf16" if amp_dtype == torch.bfloat16 else "fp32",
                "axis": to_dict(ac)}  # every setting, so an experiment can tell a stale estimator (experiment.py)
     try:
@@ -229,7 +245,7 @@ def save_axis_estimator(estimator: AxisEstimator, path: Path, summary: dict) -> 
     """Tensors and plain values only, so that it loads with ``weights_only=True``; written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"format": FORMAT, "version": VERSION, "width": estimator.width, "image_size": estimator.image_size,
-              "handle": estimator.finds_handle,
+              "handle": estimator.finds_handle, "bins": estimator.bins,
               "state_dict": estimator.state_dict(), "summary": summary}
     partial = path.with_name(path.name + ".partial")
     torch.save(record, partial)
@@ -238,7 +254,8 @@ def save_axis_estimator(estimator: AxisEstimator, path: Path, summary: dict) -> 
 
 def estimator_from_record(record: dict) -> AxisEstimator:
     """The estimator a :func:`load_axis_estimator` record holds, with its weights."""
-    estimator = AxisEstimator(record["width"], record["image_size"], handle=bool(record.get("handle", False)))
+    estimator = AxisEstimator(record["width"], record["image_size"], handle=bool(record.get("handle", False)),
+                              bins=int(record.get("bins", 0)))  # files before session 25 regress
     estimator.load_state_dict(record["state_dict"])
     return estimator
 

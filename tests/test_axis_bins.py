@@ -1,0 +1,98 @@
+"""The axis estimator as a classifier over directions on the sphere (models/axis_estimator.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stereo_occ.config import ModelConfig, RigConfig, load_config
+from stereo_occ.errors import UserError
+from stereo_occ.models import build_model
+from stereo_occ.models.axis_estimator import NEIGHBOURHOOD_DEGREES, AxisEstimator, sphere_bins
+from stereo_occ.training.axis import bin_loss, estimator_from_record, save_axis_estimator, load_axis_estimator
+
+
+def degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.rad2deg(torch.acos((F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(-1).clamp(-1, 1)))
+
+
+def test_the_bins_cover_the_sphere_evenly():
+    """Unit vectors whose nearest neighbours lie 5-8 degrees apart for 1,000 bins: no direction is
+    farther than a few degrees from a bin, and none is crowded."""
+    bins = sphere_bins(1000)
+    assert bins.shape == (1000, 3) and torch.allclose(bins.norm(dim=-1), torch.ones(1000), atol=1e-6)
+    angles = degrees(bins[:, None], bins[None])
+    angles.fill_diagonal_(180.0)
+    nearest = angles.min(1).values
+    assert 5.0 < float(nearest.min()) and float(nearest.max()) < 8.0
+    probe = F.normalize(torch.randn(2000, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    assert float(degrees(probe[:, None], bins[None]).min(1).values.max()) < 5.0
+    assert float(bins.mean(0).norm()) < 0.01
+
+
+def test_an_answer_between_bins_decodes_to_it_not_to_the_nearest_bin():
+    """Logits shaped like the soft labels of a direction that is no bin decode to within a degree of
+    it (the mode alone would be up to 4 degrees off); two peaks decode to the stronger one."""
+    estimator = AxisEstimator(width=8)
+    bins = estimator.directions
+    target = F.normalize(torch.tensor([[0.31, -0.52, 0.79], [-0.9, 0.05, 0.2]]), dim=-1)
+    assert float(degrees(target[:, None], bins[None]).min(1).values.max()) > 1.0  # not on a bin
+    logits = 40.0 * (target @ bins.T)
+    decoded = estimator.decode(logits[:, None])[:, 0]
+    assert float(degrees(decoded, target).max()) < 1.0
+    two_peaks = torch.logsumexp(torch.stack([40.0 * (target[:1] @ bins.T), 40.0 * (-target[:1] @ bins.T) - 1.0]), 0)
+    assert float(degrees(estimator.decode(two_peaks[:, None])[0, 0], target[0])) < 1.0
+    assert NEIGHBOURHOOD_DEGREES < 90  # the neighbourhood never reaches the other end
+
+
+def test_the_bin_loss_is_least_at_the_answer_and_weighs_the_handle():
+    bins = sphere_bins(500)
+    target = F.normalize(torch.tensor([[[0.2, -0.4, 0.9], [1.0, 0.0, 0.0]]]), dim=-1)  # axis, handle
+    at_the_answer = 40.0 * (target @ bins.T)
+    turned = 40.0 * (torch.stack([target[:, 0], -target[:, 1]], 1) @ bins.T)  # the handle the wrong way
+    flipped = 40.0 * (-target @ bins.T)
+    loss = lambda logits, w=1.0: float(bin_loss(logits, target, bins, 40.0, w))  # noqa: E731
+    assert loss(at_the_answer) < loss(turned) < loss(flipped)
+    assert loss(turned, 0.0) == pytest.approx(loss(at_the_answer, 0.0))  # weight 0: the handle does not count
+    assert loss(turned, 2.0) - loss(at_the_answer, 2.0) == pytest.approx(2.0 * (loss(turned) - loss(at_the_answer)), rel=1e-4)
+
+
+def test_estimator_files_carry_their_kind_and_models_load_either(tmp_path):
+    """A classifier's file rebuilds a classifier; a regression's (bins=0, files before session 25) a
+    regression, and a model built with the default estimator loads either, frozen, with the answers
+    of the estimator that was saved."""
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 64, 64)
+    cfg = ModelConfig(name="rig-stereo", hidden_dim=16, n_blocks=1, image_channels=4, volume_channels=4,
+                      volume_resolution=6, align_axis=True, align_handle=True)
+    for bins in (0, 300):
+        trained = AxisEstimator(width=32, handle=True, bins=bins).eval()
+        path = tmp_path / f"axis-{bins}.pt"
+        save_axis_estimator(trained, path, {"up_axis": "z"})
+        again = estimator_from_record(load_axis_estimator(path)).eval()
+        assert again.bins == bins
+        with torch.no_grad():
+            assert torch.allclose(again(images), trained(images), atol=1e-6)
+        model = build_model(cfg, RigConfig(image_size=64)).eval()
+        model.load_axis_estimator(trained.state_dict())
+        loaded = model.encoder.axis_estimator
+        assert loaded.bins == bins and not any(p.requires_grad for p in loaded.parameters())
+        with torch.no_grad():
+            assert torch.allclose(loaded(images), trained(images), atol=1e-6)
+        # and a whole model's state (a checkpoint) into a model built with the default
+        fresh = build_model(cfg, RigConfig(image_size=64))
+        fresh.load_state_dict(model.state_dict())
+        assert fresh.encoder.axis_estimator.bins == bins
+
+
+def test_bad_bin_settings_are_refused():
+    with pytest.raises(UserError, match="axis.bins"):
+        load_config(None, ["axis.bins=5"])
+    with pytest.raises(UserError, match="axis.kappa"):
+        load_config(None, ["axis.kappa=0"])
+    with pytest.raises(ValueError, match="20 or more"):
+        AxisEstimator(bins=3)
+    assert math.isclose(load_config(None, []).axis.bins, 1000)
