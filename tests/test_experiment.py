@@ -94,6 +94,10 @@ def test_a_shared_axis_estimator_trained_with_other_settings_is_stale(tmp_path):
     save_axis_estimator(AxisEstimator(width=8), path, {"up_axis": "z", "steps": 40, "lr": cfg.axis.lr, "precision": "bf16"})
     assert stale_estimator_settings(path, tiny_config("axis.steps=40", "axis.views_per_object=2")) == []
     assert stale_estimator_settings(path, tiny_config("axis.steps=50")) == ["axis.steps"]
+    # a regression estimator (files before session 25) is stale for a config that asks for a classifier
+    save_axis_estimator(AxisEstimator(width=8, bins=0), path, {"up_axis": "z", "steps": 40})
+    assert stale_estimator_settings(path, tiny_config("axis.steps=40")) == ["axis.bins"]
+    assert stale_estimator_settings(path, tiny_config("axis.steps=40", "axis.bins=0")) == []
     # the experiment says so before it trains anything along it
     aligned = tiny_config("axis.steps=50", "experiment.models=[rig-mono]", "model.align_axis=true")
     with pytest.raises(UserError, match=r"axis.steps.*delete it and the runs"):

@@ -295,16 +295,16 @@ class AxisConfig:
     # auto: bf16 on CPUs that compute it natively (1.8x faster steps) and on GPUs; fp32 otherwise
     precision: str = "auto"
     views_per_object: int = 16  # the first N views of each training object (0: all); memory grows with it
-    # the loss: 1 - cos^2 (the line) + sign_weight * (1 - cos) (which end is the top); training/axis.py.
+    # a regression's loss (axis.bins=0): 1 - cos^2 (the line) + sign_weight * (1 - cos) (which end is the top); training/axis.py.
     # Under 2 the wrong end is a local minimum (some bottles stay upside down); 3 has no such trap,
     # but no occupancy run gained from it (docs/training.md, "Session 24")
     sign_weight: float = 0.5
     # the estimator chooses among this many directions on the sphere (a classifier, trained on soft
-    # labels of spread 1/sqrt(kappa) radians); 0: it regresses a vector, with the loss below (sessions
+    # labels of spread 1/sqrt(kappa) radians); 0: it regresses a vector, with the loss above (sessions
     # 20-24, which never fitted a mug's axis; docs/training.md, "Session 25")
     bins: int = 1000
     kappa: float = 40.0
-    # with data.handle_axis: the weight of the handle's direction, 1 - cos (a mug's handle; the
+    # with data.handle_axis: the weight of the handle's answer in the loss (a mug's handle; the
     # direction towards the camera for the other objects)
     handle_weight: float = 1.0
 

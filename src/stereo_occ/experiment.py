@@ -145,10 +145,12 @@ def stale_estimator_settings(path: Path, cfg: Config) -> list[str]:
     trained with. Estimators from before the summary held every setting are compared on those it has."""
     from .training.axis import load_axis_estimator
 
-    summary = load_axis_estimator(path)["summary"]
+    record = load_axis_estimator(path)
+    summary = record["summary"]
     trained = summary.get("axis")
     if trained is None:  # older files: the few settings at the summary's top level ("precision" there is
         trained = {k: v for k, v in summary.items() if k != "precision"}  # the one used, not the setting)
+    trained = {**trained, "bins": int(record.get("bins", 0))}  # the kind the file holds (files before session 25 regress)
     differ = [f"axis.{key}" for key, value in to_dict(cfg.axis).items() if key in trained and trained[key] != value]
     if summary.get("up_axis", cfg.data.up_axis) != cfg.data.up_axis:
         differ.append("data.up_axis")
