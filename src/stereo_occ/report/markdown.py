@@ -1,0 +1,87 @@
+"""The README's tables, from an experiment's ``results.json``: every number there comes from this.
+
+    python -m stereo_occ.report.markdown runs/quick/results.json
+
+Prints two Markdown tables: each model's test metrics beside the study's Table 1, and the paired
+differences of mean IoU over the same test objects (and real meshes), per category. The HTML report
+(:mod:`.html`) shows the same numbers; this is the form that goes into a README or a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import CATEGORIES
+from .html import STUDY_IOU
+
+
+def _ci(interval: list[float]) -> str:
+    return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def _signed_ci(interval: list[float]) -> str:
+    return f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
+
+
+def _significant(interval: list[float]) -> bool:
+    return interval[0] > 0 or interval[1] < 0
+
+
+def model_table(results: dict) -> str:
+    """Per model: IoU per category and mean with its interval, mesh metrics, real meshes, training."""
+    head = ["model", *(f"IoU {c}" for c in CATEGORIES), "**IoU mean [95% CI]**", "mesh IoU", "Chamfer-L1",
+            "normal cons.", "F-score (1%)", "real meshes: IoU [95% CI]", "threshold", "iterations (best)", "training"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in results["models"].items():
+        real = m.get("real") or {}
+        real_cell = (f"{real['iou']['mean']:.3f} {_ci(real['iou_ci']['mean'])}" if "iou" in real
+                     else "not evaluated" if real else "")  # a folder that was missing says so
+        cells = [name, *(f"{m['iou'][c]:.3f}" for c in CATEGORIES), f"**{m['iou']['mean']:.3f}** {_ci(m['iou_ci']['mean'])}",
+                 f"{m['mesh_iou']['mean']:.3f}", f"{m['chamfer_l1']['mean']:.3f}", f"{m['normal_consistency']['mean']:.3f}",
+                 f"{m['fscore']['mean']:.3f}", real_cell, f"{m['threshold']:.2f}",
+                 f"{m['iterations']:,} ({m['best_iteration']:,})", f"{m['train_seconds']:.0f} s"]
+        rows.append("| " + " | ".join(cells) + " |")
+    for name, iou in STUDY_IOU.items():  # the study reports the mean IoU and its 40,000 iterations
+        cells = [f"{name} (the study, Table 1)", *[""] * len(CATEGORIES), f"{iou:.4f}", *[""] * 6, "40,000", ""]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def differences_table(results: dict) -> str:
+    """Paired differences of mean IoU (A - B over the same objects); n.s. where the interval holds 0."""
+    head = ["A - B", "test split [95% CI]", *CATEGORIES, "real meshes [95% CI]"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    real = results.get("real_differences", {})
+    for key, difference in results["differences"].items():
+        iou = difference["iou"]
+        a, b = difference["models"]
+        cells = [f"{a} - {b}", f"{iou['mean']:+.3f} {_signed_ci(iou['ci'])}" + ("" if _significant(iou["ci"]) else " (n.s.)")]
+        for c in CATEGORIES:
+            part = iou["categories"][c]
+            cells.append(f"{part['mean']:+.3f}" + ("" if _significant(part["ci"]) else " (n.s.)"))
+        if key in real:
+            r = real[key]["iou"]
+            cells.append(f"{r['mean']:+.3f} {_signed_ci(r['ci'])}" + ("" if _significant(r["ci"]) else " (n.s.)"))
+        else:
+            cells.append("")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m stereo_occ.report.markdown", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", type=Path, help="an experiment's results.json")
+    args = p.parse_args(argv)
+    if not args.results.is_file():
+        raise SystemExit(f"no such file: {args.results} (an experiment writes OUT/results.json)")
+    results = json.loads(args.results.read_text())
+    print(model_table(results))
+    print()
+    print(differences_table(results))
+
+
+if __name__ == "__main__":
+    main()
