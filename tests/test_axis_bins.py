@@ -96,3 +96,65 @@ def test_bad_bin_settings_are_refused():
     with pytest.raises(ValueError, match="20 or more"):
         AxisEstimator(bins=3)
     assert math.isclose(load_config(None, []).axis.bins, 1000)
+
+
+class _Answering(AxisEstimator):
+    """A classifier whose answer per image is given: the logits of soft labels (kappa 40, as trained)
+    around one or two directions in that image's camera frame, with a weight each."""
+
+    def __init__(self, answers: dict[int, list[tuple[torch.Tensor, float]]]) -> None:
+        super().__init__(width=8)
+        self.answers = answers  # keyed by the image's first pixel value
+
+    def raw(self, images: torch.Tensor) -> torch.Tensor:
+        peaks = self.answers[int(images[0, 0, 0, 0])]
+        logits = torch.logsumexp(torch.stack([40.0 * (d @ self.directions.T) + math.log(w) for d, w in peaks]), 0)
+        return logits[None, None]
+
+
+def _in_camera(rig_direction: torch.Tensor, view: int) -> torch.Tensor:
+    from stereo_occ.data.rig import StereoRig
+
+    rotation = torch.from_numpy(StereoRig.from_config(RigConfig(image_size=64)).world_to_cam[view][:3, :3]).float()
+    return rotation @ rig_direction
+
+
+def _views():
+    from stereo_occ.data.rig import StereoRig
+    from stereo_occ.models.cameras import Cameras
+
+    images = [torch.full((1, 3, 64, 64), float(v)) for v in (0, 1)]
+    return images, Cameras.from_rig(StereoRig.from_config(RigConfig(image_size=64))).expand(1)
+
+
+def test_a_classifier_s_views_multiply_so_a_sure_view_settles_a_doubtful_one():
+    """The left view cannot tell a mug's top from its bottom and leans the wrong way; the right view
+    is sure. Their product keeps the right view's end; averaging the decoded answers (the regression's
+    way) keeps the left view's wrong one. One view alone is its own answer, turned into the rig frame."""
+    from stereo_occ.models.axis_estimator import averaged_directions, rig_directions
+
+    axis = F.normalize(torch.tensor([0.3, -0.5, 0.8]), dim=0)
+    estimator = _Answering({0: [(_in_camera(-axis, 0), 0.6), (_in_camera(axis, 0), 0.4)],
+                            1: [(_in_camera(axis, 1), 1.0)]})
+    images, cameras = _views()
+    alone = rig_directions(estimator, images[:1], cameras)[0, 0]
+    assert float(degrees(alone, -axis)) < 1.5  # the left view alone: its stronger, wrong end
+    both = rig_directions(estimator, images, cameras)[0, 0]
+    assert float(degrees(both, axis)) < 1.5
+    assert float(degrees(averaged_directions(estimator, images, cameras)[0, 0], -axis)) < 1.5
+
+
+def test_views_that_agree_multiply_to_the_direction_between_them_and_contradictions_keep_the_line():
+    """Two sure views a few degrees apart multiply to the direction between them; two sure views that
+    contradict each other on the top keep the line (either end), never a direction across it."""
+    from stereo_occ.models.axis_estimator import rig_directions
+
+    axis = F.normalize(torch.tensor([0.3, -0.5, 0.8]), dim=0)
+    off = F.normalize(axis + torch.tensor([0.0, 0.12, 0.0]), dim=0)
+    images, cameras = _views()
+    agree = _Answering({0: [(_in_camera(axis, 0), 1.0)], 1: [(_in_camera(off, 1), 1.0)]})
+    between = rig_directions(agree, images, cameras)[0, 0]
+    assert float(degrees(between, F.normalize(axis + off, dim=0))) < 1.0
+    contradict = _Answering({0: [(_in_camera(axis, 0), 1.0)], 1: [(_in_camera(-axis, 1), 1.0)]})
+    line = rig_directions(contradict, images, cameras)[0, 0]
+    assert abs(float(line @ axis)) > 0.99
