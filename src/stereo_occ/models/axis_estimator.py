@@ -147,47 +147,15 @@ class AxisEstimator(nn.Module):
         return F.normalize((probability * near) @ self.directions, dim=-1)
 
 
-FUSION_CANDIDATES = 64
-"""Each view's most likely bins that take part in :func:`rig_directions`' product (the rest of its
-mass is a floor): the product is then a few thousand dot products per object, not a million."""
-
-FUSION_KAPPA = 100.0
-"""Concentration of the kernel that spreads a view's bins onto the rig's (about 6 degrees wide, the
-spacing of 1,000 bins), so two views' peaks that miss each other by a bin still multiply."""
-
-
 def rig_directions(estimator: AxisEstimator, images: list[Tensor], cameras: Cameras) -> Tensor:
-    """The views' answers brought into the rig frame and combined: ``(B, K, 3)`` unit directions, the
-    axis first (and the handle's direction second, for an estimator that finds it).
+    """Each view's answers brought into the rig frame (``R_v^T a_v``) and averaged: ``(B, K, 3)`` unit
+    directions, the axis first (and the handle's direction second, for an estimator that finds it).
 
-    ``images`` are the views in the rig's order (the left one alone for a mono model). A classifier's
-    views are combined as independent evidence: each view's distribution is turned into the rig frame
-    (its bins ``d`` become ``R_v^T d``), spread onto the rig's bins by a small kernel, and the views'
-    densities are multiplied before the answer is read near the mode. Where one view cannot tell a
-    mug's top from its bottom (two peaks) and the other can, the product keeps the end they share,
-    which averaging two decoded answers cannot do (docs/training.md, "Session 26"). A regression
-    estimator's answers are averaged, each later view's axis first turned to agree in sign with the
-    first view's, so that two views that disagree on the top do not cancel the line they agree on.
+    ``images`` are the views in the rig's order (the left one alone for a mono model). Each later
+    view's axis is turned to agree in sign with the first view's before the average: where the
+    views disagree on which end is the top (a mug seen from the side), a plain average would cancel
+    the line they agree on. A handle has no such ambiguity; its directions are averaged as they are.
     """
-    if estimator.bins == 0:
-        return averaged_directions(estimator, images, cameras)
-    log_total = None
-    for view, image in enumerate(images):
-        probability = estimator.raw(image).softmax(-1)  # (B, K, bins)
-        with torch.autocast(image.device.type, enabled=False):
-            rotation = cameras.world_to_cam[:, view, :3, :3].float()  # rig -> camera
-            weight, index = probability.topk(min(FUSION_CANDIDATES, estimator.bins), dim=-1)  # (B, K, M)
-            in_rig = estimator.directions[index] @ rotation[:, None]  # (B, K, M, 3) row vectors: R^T d
-            kernel = torch.exp(FUSION_KAPPA * (in_rig @ estimator.directions.T - 1.0))  # (B, K, M, bins)
-            density = (weight[..., None] * kernel).sum(-2)
-            floor = (1.0 - weight.sum(-1, keepdim=True)).clamp_min(0.0) / estimator.bins
-            log_density = torch.log(density + floor + 1e-12)
-            log_total = log_density if log_total is None else log_total + log_density
-    return estimator.decode(log_total)
-
-
-def averaged_directions(estimator: AxisEstimator, images: list[Tensor], cameras: Cameras) -> Tensor:
-    """A regression estimator's views averaged in the rig frame (:func:`rig_directions`)."""
     total = None
     for view, image in enumerate(images):
         in_camera = estimator(image)
