@@ -96,3 +96,87 @@ def test_bad_bin_settings_are_refused():
     with pytest.raises(ValueError, match="20 or more"):
         AxisEstimator(bins=3)
     assert math.isclose(load_config(None, []).axis.bins, 1000)
+
+
+class _Answering(AxisEstimator):
+    """A classifier whose answer per image is given: the logits of soft labels (kappa 40, as trained)
+    around one or two directions in that image's camera frame, with a weight each (keyed by the
+    image's first pixel value)."""
+
+    def __init__(self, answers: dict[int, list[tuple[torch.Tensor, float]]]) -> None:
+        super().__init__(width=8)
+        self.answers = answers
+
+    def raw(self, images: torch.Tensor) -> torch.Tensor:
+        peaks = self.answers[int(images[0, 0, 0, 0])]
+        logits = torch.logsumexp(torch.stack([40.0 * (d @ self.directions.T) + math.log(w) for d, w in peaks]), 0)
+        return logits[None, None]
+
+
+def _rig():
+    from stereo_occ.data.rig import StereoRig
+    from stereo_occ.models.cameras import Cameras
+
+    rig = StereoRig.from_config(RigConfig(image_size=64))
+    return rig, Cameras.from_rig(rig).expand(1)
+
+
+def _in_camera(rig, rig_direction: torch.Tensor, view: int) -> torch.Tensor:
+    return torch.from_numpy(rig.world_to_cam[view][:3, :3]).float() @ rig_direction
+
+
+def test_the_end_share_is_the_probability_near_one_end_of_the_axis_against_the_other():
+    from stereo_occ.models.axis_estimator import end_share
+
+    rig, _ = _rig()
+    axis = F.normalize(torch.tensor([0.3, -0.5, 0.8]), dim=0)
+    estimator = _Answering({0: [(axis, 0.8), (-axis, 0.2)]})
+    raw = estimator.raw(torch.zeros(1, 3, 64, 64))[:, 0]
+    assert float(end_share(estimator, raw, axis[None])) == pytest.approx(0.8, abs=0.02)
+    assert float(end_share(estimator, raw, -axis[None])) == pytest.approx(0.2, abs=0.02)
+
+
+def test_the_cameras_are_where_the_rig_puts_them():
+    from stereo_occ.models.axis_estimator import towards_the_cameras
+
+    rig, cameras = _rig()
+    expected = F.normalize(torch.from_numpy(rig.camera_centers().mean(0)).float(), dim=0)
+    assert torch.allclose(towards_the_cameras(cameras, 2)[0], expected, atol=1e-6)
+    left = F.normalize(torch.from_numpy(rig.camera_centers()[0]).float(), dim=0)
+    assert torch.allclose(towards_the_cameras(cameras, 1)[0], left, atol=1e-6)
+
+
+@pytest.mark.parametrize("views", [1, 2])
+def test_an_unsure_sign_turns_the_axis_towards_the_cameras_and_a_sure_one_stays(views):
+    """model.axis_sign_confidence: both views lean 55/45 towards the end that faces away from the
+    cameras; under a confidence of 0.7 the axis is turned to face them, at 0 it is not; a sure answer
+    (95/5) keeps its end either way. The handle's answer is untouched."""
+    from stereo_occ.models.axis_estimator import rig_directions, towards_the_cameras
+
+    rig, cameras = _rig()
+    images = [torch.full((1, 3, 64, 64), float(v)) for v in range(views)]
+    towards = towards_the_cameras(cameras, views)[0]
+    away = F.normalize(-towards + torch.tensor([0.5, 0.3, 0.0]), dim=0)  # faces away from the cameras
+    for lean, expected_end in ((0.55, -1.0), (0.95, 1.0)):
+        estimator = _Answering({v: [(_in_camera(rig, away, v), lean), (_in_camera(rig, -away, v), 1.0 - lean)]
+                                for v in range(views)})
+        plain = rig_directions(estimator, images, cameras)[0, 0]
+        assert float(degrees(plain, away)) < 1.5
+        gated = rig_directions(estimator, images, cameras, sign_confidence=0.7)[0, 0]
+        assert float(degrees(gated, expected_end * away)) < 1.5
+        if lean < 0.7:
+            assert float(gated @ towards) > 0  # turned to face the cameras
+
+
+def test_a_sign_confidence_needs_the_axis_and_a_classifier():
+    with pytest.raises(UserError, match="axis_sign_confidence"):
+        load_config(None, ["model.axis_sign_confidence=1.0"])
+    with pytest.raises(UserError, match="model.align_axis"):
+        load_config(None, ["model.axis_sign_confidence=0.5"])
+    cfg = ModelConfig(name="rig-stereo", hidden_dim=16, n_blocks=1, image_channels=4, volume_channels=4,
+                      volume_resolution=6, align_axis=True, axis_sign_confidence=0.7)
+    model = build_model(cfg, RigConfig(image_size=64))
+    with pytest.raises(UserError, match="classifier"):
+        model.load_axis_estimator(AxisEstimator(bins=0).state_dict())
+    model.load_axis_estimator(AxisEstimator().state_dict())
+    assert model.encoder.sign_confidence == 0.7
