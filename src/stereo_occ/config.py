@@ -190,13 +190,6 @@ class ModelConfig:
     # "Session 24"). The whole pose of a mug, not only its axis: session 19's oracle of it put
     # mugs at 0.367 development IoU against 0.273 with the true axis alone.
     align_handle: bool = False
-    # With align_axis (a classifier estimator): where the estimator gives the end of the axis it
-    # chose less than this share of the probability of both ends, the axis points towards the
-    # cameras instead. A mug's top and bottom look alike from one 64 px image (seen from its base,
-    # the estimator is at chance even on its training mugs), so its frame's sign is a coin; this
-    # makes it a rule the network can learn around. 0: always the estimator's sign
-    # (docs/training.md, "Session 26").
-    axis_sign_confidence: float = 0.0
 
 
 @dataclass
@@ -415,10 +408,6 @@ def validate(cfg: Config) -> None:
         raise UserError(f"axis.kappa must be positive (got {cfg.axis.kappa})")
     if not cfg.axis.handle_weight >= 0:
         raise UserError(f"axis.handle_weight must be 0 or more (got {cfg.axis.handle_weight})")
-    if not 0.0 <= cfg.model.axis_sign_confidence < 1.0:
-        raise UserError(f"model.axis_sign_confidence is a share of probability in [0, 1) (got {cfg.model.axis_sign_confidence})")
-    if cfg.model.axis_sign_confidence > 0 and not cfg.model.align_axis:
-        raise UserError("model.axis_sign_confidence chooses the sign of the estimated axis: it needs model.align_axis=true")
     if cfg.model.align_handle and not cfg.model.align_axis:
         raise UserError("model.align_handle turns the axis frame towards the handle: it needs model.align_axis=true")
     for category, share in cfg.data.category_shares.items():

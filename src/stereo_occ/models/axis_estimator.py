@@ -147,7 +147,7 @@ class AxisEstimator(nn.Module):
         return F.normalize((probability * near) @ self.directions, dim=-1)
 
 
-def rig_directions(estimator: AxisEstimator, images: list[Tensor], cameras: Cameras, sign_confidence: float = 0.0) -> Tensor:
+def rig_directions(estimator: AxisEstimator, images: list[Tensor], cameras: Cameras) -> Tensor:
     """Each view's answers brought into the rig frame (``R_v^T a_v``) and averaged: ``(B, K, 3)`` unit
     directions, the axis first (and the handle's direction second, for an estimator that finds it).
 
@@ -155,18 +155,10 @@ def rig_directions(estimator: AxisEstimator, images: list[Tensor], cameras: Came
     view's axis is turned to agree in sign with the first view's before the average: where the
     views disagree on which end is the top (a mug seen from the side), a plain average would cancel
     the line they agree on. A handle has no such ambiguity; its directions are averaged as they are.
-
-    ``sign_confidence`` > 0 (a classifier only, ``model.axis_sign_confidence``): where the views give
-    the answer's end less than that share of the probability of its two ends (averaged over the
-    views; :func:`end_share`), the axis is turned to point towards the cameras instead, so that an
-    object whose top and bottom look alike (a mug seen from its base or its opening) is laid out by
-    one rule rather than by a coin the estimator cannot call (docs/training.md, "Session 26").
     """
-    total, shares, raws = None, [], []
+    total = None
     for view, image in enumerate(images):
-        raw = estimator.raw(image)
-        raws.append(raw)
-        in_camera = estimator.decode(raw)
+        in_camera = estimator(image)
         with torch.autocast(image.device.type, enabled=False):
             rotation = cameras.world_to_cam[:, view, :3, :3].float()  # rig -> camera
             in_rig = in_camera.float() @ rotation  # (B, K, 3) row vectors: R^T a
@@ -176,34 +168,4 @@ def rig_directions(estimator: AxisEstimator, images: list[Tensor], cameras: Came
                 agree = torch.where((in_rig[:, 0] * total[:, 0]).sum(-1, keepdim=True) < 0, -1.0, 1.0)
                 in_rig = torch.cat([agree[:, None] * in_rig[:, :1], in_rig[:, 1:]], 1)
                 total = total + in_rig
-    directions = F.normalize(total, dim=-1)
-    if sign_confidence <= 0.0:
-        return directions
-    if estimator.bins == 0:
-        raise ValueError("model.axis_sign_confidence reads the estimator's probabilities: it needs a classifier (axis.bins > 0)")
-    axis = directions[:, 0]
-    share = torch.stack([end_share(estimator, raw[:, 0], torch.einsum("bij,bj->bi", cameras.world_to_cam[:, view, :3, :3].float(), axis))
-                         for view, raw in enumerate(raws)]).mean(0)
-    unsure = share < sign_confidence
-    turn = torch.where(unsure & ((axis * towards_the_cameras(cameras, len(images))).sum(-1) < 0), -1.0, 1.0)
-    return torch.cat([turn[:, None, None] * directions[:, :1], directions[:, 1:]], 1)
-
-
-def end_share(estimator: AxisEstimator, raw: Tensor, axis: Tensor) -> Tensor:
-    """``(B,)``: of the probability within :data:`NEIGHBOURHOOD_DEGREES` of either end of the unit
-    ``axis`` (``(B, 3)``, in the image's camera frame), the share near ``axis`` itself; ``raw`` holds
-    one answer's logits ``(B, bins)``. 1: sure of the end; 0.5: either end."""
-    probability = raw.float().softmax(-1)
-    cosine = axis @ estimator.directions.T
-    near = math.cos(math.radians(NEIGHBOURHOOD_DEGREES))
-    this_end = (probability * (cosine > near)).sum(-1)
-    other_end = (probability * (cosine < -near)).sum(-1)
-    return this_end / (this_end + other_end).clamp_min(1e-12)
-
-
-def towards_the_cameras(cameras: Cameras, views: int) -> Tensor:
-    """``(B, 3)``: the unit direction from the rig's origin (the object's centre) to the mean of the
-    first ``views`` camera centres (``-R^T t`` each)."""
-    w2c = cameras.world_to_cam[:, :views].float()
-    centres = -(w2c[..., :3, :3].transpose(-1, -2) @ w2c[..., :3, 3:]).squeeze(-1)  # (B, V, 3)
-    return F.normalize(centres.mean(1), dim=-1)
+    return F.normalize(total, dim=-1)

@@ -83,9 +83,6 @@ class OccupancyNetwork(nn.Module):
         if not estimator.finds_handle:  # a model along the axis alone uses the axis of one that finds both
             state_dict = {k: v for k, v in state_dict.items() if not k.startswith("handle_head.")}
         estimator.load_state_dict(state_dict)
-        if getattr(self.encoder, "sign_confidence", 0.0) > 0 and estimator.bins == 0:
-            raise UserError("model.axis_sign_confidence reads the estimator's probabilities: train a classifier "
-                            "estimator (axis.bins > 0, the default)")
 
     def load_resnet18_weights(self, state_dict: Mapping[str, Tensor]) -> None:
         """Initialise the encoder's ResNet-18 from a torchvision-format ImageNet state dict.

@@ -234,7 +234,6 @@ class RigVolumeEncoder(nn.Module):
         image_size: int = 64,
         stereo_depth: bool = False,
         align_handle: bool = False,
-        sign_confidence: float = 0.0,
     ) -> None:
         super().__init__()
         if views not in (1, 2):
@@ -261,7 +260,6 @@ class RigVolumeEncoder(nn.Module):
         # Frozen: trained before this network (training/axis.py) and loaded when its training starts.
         self.axis_estimator = (AxisEstimator(image_size=image_size, handle=align_handle).requires_grad_(False)
                                if align_axis else None)
-        self.sign_confidence = sign_confidence  # model.axis_sign_confidence (rig_directions)
 
     def forward(self, left: Tensor, right: Tensor, cameras: Cameras | None = None) -> RigConditioning:
         if cameras is None:
@@ -280,7 +278,7 @@ class RigVolumeEncoder(nn.Module):
             # In fp32 under bf16 autocast, so that training and evaluation lay out the same frame.
             with torch.no_grad(), torch.autocast(left.device.type, enabled=False):
                 directions = rig_directions(self.axis_estimator, [left.float()] if self.views == 1 else [left.float(), right.float()],
-                                            cameras, self.sign_confidence)
+                                            cameras)
                 axis = directions[:, 0]
                 frame = axis_frame(axis, directions[:, 1] if self.axis_estimator.finds_handle else None)
                 centers = centers @ frame  # the grid laid out in the axis frame: p = frame^T q
@@ -412,7 +410,6 @@ def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork
         image_size=rig_cfg.image_size,
         stereo_depth=cfg.stereo_depth,
         align_handle=cfg.align_handle,
-        sign_confidence=cfg.axis_sign_confidence,
     )
     if cfg.rig_positions and not cfg.align_axis:
         raise UserError("model.rig_positions adds the rig frame's positions to the axis frame's: it needs model.align_axis=true")
