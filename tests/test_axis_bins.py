@@ -96,3 +96,17 @@ def test_bad_bin_settings_are_refused():
     with pytest.raises(ValueError, match="20 or more"):
         AxisEstimator(bins=3)
     assert math.isclose(load_config(None, []).axis.bins, 1000)
+
+
+def test_an_estimator_that_has_not_learnt_is_reported_with_what_to_do():
+    """A classifier trained without data.handle_axis stays at the uniform distribution (session 26):
+    the console line says so and names the two ways out; a learnt estimator gets no warning."""
+    from stereo_occ.training.axis import describe
+
+    learnt = {"val_median_degrees": {"mug": 24.0, "bowl": 4.0, "bottle": 8.0}, "bins": 1000, "handle_axis": ""}
+    assert "WARNING" not in describe(learnt)
+    stuck = {"val_median_degrees": {"mug": 99.0, "bowl": 112.0, "bottle": 83.0}, "bins": 1000, "handle_axis": ""}
+    text = describe(stuck)
+    assert "WARNING: the axis estimator has not learnt" in text and "data.handle_axis" in text and "axis.bins=0" in text
+    regression = dict(stuck, bins=0)
+    assert "WARNING" in describe(regression) and "axis.bins=0" not in describe(regression)

@@ -182,13 +182,29 @@ def median_errors(errors: dict[str, list[float]]) -> dict[str, float]:
     return {c: float(np.median(v)) for c, v in errors.items() if v}
 
 
+UNLEARNT_DEGREES = 60.0
+"""A median angle on val above this for every category: the estimator answers at random (random
+directions are 90 degrees off at the median)."""
+
+
 def describe(summary: dict) -> str:
-    """One line for the console: how far off a trained estimator is on the val split."""
+    """For the console: how far off a trained estimator is on the val split, and a warning where it
+    has not learnt at all.
+
+    Known case (docs/training.md, "Session 26"): a classifier (``axis.bins`` > 0) trained without
+    ``data.handle_axis`` stays at the uniform distribution (2,000 steps on the quick dataset: 83 to
+    112 degrees); the handle head's answers are what move its features off that saddle."""
     medians = summary.get("val_median_degrees")
     if not medians:
         return "axis estimator: no val split to measure it on"
-    return "axis estimator: median angle to the true axis on val (degrees): " + ", ".join(
+    line = "axis estimator: median angle to the true axis on val (degrees): " + ", ".join(
         f"{c} {d:.0f}" for c, d in medians.items())
+    axes = [d for c, d in medians.items() if c != "mug handle"]
+    if axes and min(axes) > UNLEARNT_DEGREES:
+        hint = ("; a classifier without data.handle_axis does not learn: set data.handle_axis (x for the procedural "
+                "shapes) or axis.bins=0" if summary.get("bins", 0) and not summary.get("handle_axis") else "")
+        line += f"\nWARNING: the axis estimator has not learnt (every category over {UNLEARNT_DEGREES:.0f} degrees){hint}"
+    return line
 
 
 def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path, *, show_progress: bool = True) -> dict:
