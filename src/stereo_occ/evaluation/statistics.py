@@ -209,7 +209,8 @@ def _paired_rows(
     return rows
 
 
-def _significant(ci: list[float] | None) -> bool:
+def significant(ci: list[float] | None) -> bool:
+    """Whether a difference's interval excludes 0 (the report's and the README's "n.s." otherwise)."""
     return ci is not None and (ci[0] > 0.0 or ci[1] < 0.0)
 
 
@@ -245,7 +246,7 @@ def paired_difference(
     mean = float(np.mean(present)) if present else None
     class_mean = _class_mean(point, resampled)
     ci = None if class_mean is None else _interval(class_mean, level)
-    return {"mean": mean, "ci": ci, "significant": _significant(ci), "categories": per_category}
+    return {"mean": mean, "ci": ci, "significant": significant(ci), "categories": per_category}
 
 
 def evidence(
@@ -318,7 +319,7 @@ def describe_difference(
     places = _decimals(d, lo, hi)
     pct = f"{100 * level:g}%"
     interval = f"({pct} CI {lo:.{places}f} to {hi:.{places}f})"
-    significant = _significant([lo, hi])
+    real = significant([lo, hi])
     if d == 0:
         text = f"{name}: {b}'s {label} is the same as {a}'s {interval}"
     else:
@@ -326,7 +327,7 @@ def describe_difference(
         text = f"{name}: {b}'s {label} is {direction} by {abs(d):.{places}f} {interval}"
         if not higher_is_better:
             winner = b if d < 0 else a
-            text += f"; lower is better, so {winner} {'is' if significant else 'looks'} better"
-    if significant:
+            text += f"; lower is better, so {winner} {'is' if real else 'looks'} better"
+    if real:
         return text + ": significant."
     return text + ": not significant: the interval includes 0."

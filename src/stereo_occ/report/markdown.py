@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from ..config import CATEGORIES
+from ..evaluation.statistics import significant
 from .html import STUDY_IOU
 
 
@@ -25,8 +26,10 @@ def _signed_ci(interval: list[float]) -> str:
     return f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
 
 
-def _significant(interval: list[float]) -> bool:
-    return interval[0] > 0 or interval[1] < 0
+def _difference(part: dict, with_ci: bool) -> str:
+    """``+0.038 [+0.017, +0.064]`` (or the mean alone), with " (n.s.)" where the interval holds 0."""
+    text = f"{part['mean']:+.3f}" + (f" {_signed_ci(part['ci'])}" if with_ci else "")
+    return text if significant(part["ci"]) else text + " (n.s.)"
 
 
 def model_table(results: dict) -> str:
@@ -57,15 +60,8 @@ def differences_table(results: dict) -> str:
     for key, difference in results["differences"].items():
         iou = difference["iou"]
         a, b = difference["models"]
-        cells = [f"{a} - {b}", f"{iou['mean']:+.3f} {_signed_ci(iou['ci'])}" + ("" if _significant(iou["ci"]) else " (n.s.)")]
-        for c in CATEGORIES:
-            part = iou["categories"][c]
-            cells.append(f"{part['mean']:+.3f}" + ("" if _significant(part["ci"]) else " (n.s.)"))
-        if key in real:
-            r = real[key]["iou"]
-            cells.append(f"{r['mean']:+.3f} {_signed_ci(r['ci'])}" + ("" if _significant(r["ci"]) else " (n.s.)"))
-        else:
-            cells.append("")
+        cells = [f"{a} - {b}", _difference(iou, with_ci=True), *(_difference(iou["categories"][c], with_ci=False) for c in CATEGORIES),
+                 _difference(real[key]["iou"], with_ci=True) if key in real else ""]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
