@@ -71,11 +71,20 @@ class AxisEstimator(nn.Module):
     even on its training images, and the classifier does (docs/training.md, "Session 25").
     Estimator files carry their kind: loading a state dict whose last layers have another size
     rebuilds them to that size, so a model built with the default loads a regression estimator too.
+
+    **The hidden layer is layer-normalised** (no parameters) before its ReLU, so about half its
+    units are active for every image whatever a step does. Without it, a classifier trained without
+    a handle head lost every hidden unit within 50 steps and stayed at the uniform distribution
+    (docs/training.md, "Session 27"): early on the trunk's features barely differ between images, the
+    lowest loss the head can reach is the targets' average, and switching its units off is the
+    quickest way there; a dead ReLU passes no gradient back. State dicts say whether their head
+    was normalised (the ``head_norm`` buffer); those written before it load as they were trained.
     """
 
     STAGES = 5
 
-    def __init__(self, width: int = 32, image_size: int = 64, handle: bool = False, bins: int = DEFAULT_BINS) -> None:
+    def __init__(self, width: int = 32, image_size: int = 64, handle: bool = False, bins: int = DEFAULT_BINS,
+                 head_norm: bool = True) -> None:
         super().__init__()
         channels = [3, width, 2 * width, 4 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
@@ -91,11 +100,12 @@ class AxisEstimator(nn.Module):
             side = (side + 1) // 2
         outputs = self._outputs(bins)
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(channels[-1] * side * side, 256), nn.ReLU(inplace=True), nn.Linear(256, outputs)
+            nn.Flatten(), nn.Linear(channels[-1] * side * side, 256), _hidden_activation(head_norm), nn.Linear(256, outputs)
         )
         self.handle_head = nn.Linear(256, outputs) if handle else None
         self.width, self.image_size, self.bins = width, image_size, bins
         self.register_buffer("directions", sphere_bins(bins) if bins > 0 else torch.zeros(0, 3), persistent=False)
+        self.register_buffer("head_norm", torch.tensor(head_norm))  # saved with the weights: how they were trained
 
     @staticmethod
     def _outputs(bins: int) -> int:
@@ -117,6 +127,11 @@ class AxisEstimator(nn.Module):
         outputs = state_dict.get(prefix + "head.3.weight")
         if outputs is not None and outputs.shape[0] != self.head[-1].out_features:
             self._set_bins(0 if outputs.shape[0] == 3 else int(outputs.shape[0]))
+        if outputs is not None:
+            head_norm = state_dict.setdefault(prefix + "head_norm", torch.tensor(False))  # absent: before session 27
+            if bool(head_norm) != bool(self.head_norm):
+                self.head[2] = _hidden_activation(bool(head_norm))
+                self.head_norm.fill_(bool(head_norm))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
@@ -145,6 +160,12 @@ class AxisEstimator(nn.Module):
         mode = self.directions[probability.argmax(-1)]  # (B, K, 3)
         near = (mode @ self.directions.T) > math.cos(math.radians(NEIGHBOURHOOD_DEGREES))
         return F.normalize((probability * near) @ self.directions, dim=-1)
+
+
+def _hidden_activation(normalised: bool) -> nn.Module:
+    """The head's hidden activation: a ReLU, after a layer norm without parameters where ``normalised``
+    (:class:`AxisEstimator`: without it a classifier's hidden units all switched off early on)."""
+    return nn.Sequential(nn.LayerNorm(256, elementwise_affine=False) if normalised else nn.Identity(), nn.ReLU(inplace=True))
 
 
 def rig_directions(estimator: AxisEstimator, images: list[Tensor], cameras: Cameras) -> Tensor:

@@ -189,11 +189,8 @@ directions are 90 degrees off at the median)."""
 
 def describe(summary: dict) -> str:
     """For the console: how far off a trained estimator is on the val split, and a warning where it
-    has not learnt at all.
-
-    Known case (docs/training.md, "Session 26"): a classifier (``axis.bins`` > 0) trained without
-    ``data.handle_axis`` stays at the uniform distribution (2,000 steps on the quick dataset: 83 to
-    112 degrees); the handle head's answers are what move its features off that saddle."""
+    has not learnt at all (until session 27 a classifier without ``data.handle_axis`` never did:
+    docs/training.md, "Session 27")."""
     medians = summary.get("val_median_degrees")
     if not medians:
         return "axis estimator: no val split to measure it on"
@@ -201,9 +198,8 @@ def describe(summary: dict) -> str:
         f"{c} {d:.0f}" for c, d in medians.items())
     axes = [d for c, d in medians.items() if c != "mug handle"]
     if axes and min(axes) > UNLEARNT_DEGREES:
-        hint = ("; a classifier without data.handle_axis does not learn: set data.handle_axis (x for the procedural "
-                "shapes) or axis.bins=0" if summary.get("bins", 0) and not summary.get("handle_axis") else "")
-        line += f"\nWARNING: the axis estimator has not learnt (every category over {UNLEARNT_DEGREES:.0f} degrees){hint}"
+        line += (f"\nWARNING: the axis estimator has not learnt (every category over {UNLEARNT_DEGREES:.0f} degrees): "
+                 f"check that data.up_axis names the objects' up axis, or train it for longer (axis.steps)")
     return line
 
 
@@ -271,7 +267,7 @@ def save_axis_estimator(estimator: AxisEstimator, path: Path, summary: dict) -> 
 def estimator_from_record(record: dict) -> AxisEstimator:
     """The estimator a :func:`load_axis_estimator` record holds, with its weights."""
     estimator = AxisEstimator(record["width"], record["image_size"], handle=bool(record.get("handle", False)),
-                              bins=int(record.get("bins", 0)))  # files before session 25 regress
+                              bins=int(record.get("bins", 0)))  # files before session 25 regress; the state dict says head_norm
     estimator.load_state_dict(record["state_dict"])
     return estimator
 
