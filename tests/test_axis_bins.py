@@ -161,3 +161,40 @@ def test_the_classifiers_hidden_units_stay_alive_without_a_handle_head(tiny_data
         assert alive > 0.3
     else:
         assert alive < 0.1
+
+
+def test_the_estimators_warm_up_keeps_its_features_apart_for_different_images(tiny_dataset, tmp_path):
+    """Session 27: at the full learning rate from the first step, a few Adam steps made the
+    estimator's convolutions answer the same for every image (their spread across images fell to a
+    thousandth of their spread overall within 10 steps), and a probe of a mug's end on them stayed at
+    chance. `train-axis` warms the rate up (``axis.warmup_steps``); without it (0) the same 12 steps
+    collapse, which shows this test sees the failure."""
+    from stereo_occ.data.dataset import StereoOccupancyDataset
+    from stereo_occ.training.axis import AxisSamples, train_axis_estimator
+
+    images = AxisSamples.from_dataset(StereoOccupancyDataset(tiny_dataset, "train", points_per_sample=1), "z").images
+    spread = {}
+    for warmup in (300, 0):
+        cfg = load_config(None, ["axis.steps=12", "axis.batch_size=32", f"axis.warmup_steps={warmup}", "axis.precision=fp32"])
+        train_axis_estimator(cfg, tiny_dataset, tmp_path / f"axis-{warmup}.pt", show_progress=False)
+        estimator = estimator_from_record(load_axis_estimator(tmp_path / f"axis-{warmup}.pt")).eval()
+        with torch.no_grad():
+            features = estimator.features(images.float() / 255.0).flatten(1)
+        spread[warmup] = float(features.std(0).mean() / features.std())
+    assert spread[300] > 0.05 > 0.01 > spread[0]
+    with pytest.raises(UserError, match="axis.warmup_steps"):
+        load_config(None, ["axis.warmup_steps=-1"])
+
+
+def test_the_estimator_learns_from_more_datasets_than_the_main_one(tiny_dataset, tmp_path):
+    """``axis.extra_datasets``: their training objects join the main dataset's (twice the images
+    here, the same folder given again); a folder that is no dataset is a clear error."""
+    from stereo_occ.training.axis import train_axis_estimator
+
+    def images_with(*extra: str) -> int:
+        cfg = load_config(None, ["axis.steps=2", "axis.batch_size=8", f"axis.extra_datasets=[{','.join(extra)}]"])
+        return train_axis_estimator(cfg, tiny_dataset, tmp_path / "axis.pt", show_progress=False)["train_images"]
+
+    assert images_with(str(tiny_dataset)) == 2 * images_with()
+    with pytest.raises(UserError):
+        images_with(str(tmp_path / "nothing-here"))

@@ -8,9 +8,13 @@ trunk or other settings learn it.
 
     python experiments/session27/end_probe.py --dataset runs/quick/dataset --trunk estimator --lr 2e-3
 
+``--more-mugs DATASET`` adds the training mugs of another dataset (e.g. 216 procedural mugs of
+another seed) to the 14; it is also judged on the quick dataset's 10 test-split mugs.
+
 Trunks: estimator (the axis estimator's convolutions and hidden layer, flattened 2x2 map),
 estimator-mean (the same, its last map averaged over positions, which no roll of the image changes),
-resnet18 (the package's ResNet-18, BatchNorm, global average pool).
+estimator-bn (the estimator's with BatchNorm instead of GroupNorm), resnet18 (the package's
+ResNet-18, BatchNorm, global average pool).
 """
 from __future__ import annotations
 
@@ -60,6 +64,10 @@ class Probe(nn.Module):
             self.out = nn.Linear(512, 1)
         else:
             estimator = AxisEstimator(image_size=64)
+            if trunk == "estimator-bn":
+                for i, layer in enumerate(estimator.features):
+                    if isinstance(layer, nn.GroupNorm):
+                        estimator.features[i] = nn.BatchNorm2d(layer.num_channels)
             self.features, self.hidden = estimator.features, estimator.head[:-1]
             if trunk == "estimator-mean":
                 width = estimator.head[1].in_features // 4
@@ -78,20 +86,33 @@ class Probe(nn.Module):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True)
-    p.add_argument("--trunk", choices=("estimator", "estimator-mean", "resnet18"), default="estimator")
+    p.add_argument("--trunk", choices=("estimator", "estimator-mean", "estimator-bn", "resnet18"), default="estimator")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--no-roll", action="store_true", help="mirror only: the images keep their orientation")
+    p.add_argument("--warmup", type=int, default=0, help="steps of a linear learning-rate warm-up")
+    p.add_argument("--more-mugs", default="", help="a dataset whose training mugs are added to the probe's")
     args = p.parse_args()
     images, base, mug = mug_end_views(StereoOccupancyDataset(args.dataset, "train", points_per_sample=1))
     held_out = mug >= int(mug.max()) + 1 - HELD_OUT
     train_idx, test_idx = (~held_out).nonzero()[:, 0], held_out.nonzero()[:, 0]
+    judged = [("training mugs", train_idx), ("held-out mugs", test_idx)]
+    test_images, test_base, _ = mug_end_views(StereoOccupancyDataset(args.dataset, "test", points_per_sample=1))
+    if args.more_mugs:
+        more_images, more_base, _ = mug_end_views(StereoOccupancyDataset(args.more_mugs, "train", points_per_sample=1))
+        train_idx = torch.cat([train_idx, torch.arange(len(more_images)) + len(images)])
+        images, base = torch.cat([images, more_images]), torch.cat([base, more_base])
+    offset = len(images)
+    images, base = torch.cat([images, test_images]), torch.cat([base, test_base])
+    judged.append(("test-split mugs", torch.arange(len(test_images)) + offset))
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     net = Probe(args.trunk)
     optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
     start = time.time()
-    for _ in tqdm(range(args.steps), desc=args.trunk, mininterval=2.0):
+    for step in tqdm(range(args.steps), desc=args.trunk, mininterval=2.0):
+        if args.warmup:
+            optimiser.param_groups[0]["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
         pick = train_idx[torch.randint(len(train_idx), (64,), generator=generator)]
         batch = images[pick].float() / 255.0
         if args.no_roll:
@@ -105,10 +126,10 @@ def main() -> None:
         loss.backward()
         optimiser.step()
     net.eval()
-    result = {"trunk": args.trunk, "lr": args.lr, "steps": args.steps, "roll": not args.no_roll,
-              "seconds": round(time.time() - start)}
+    result = {"trunk": args.trunk, "lr": args.lr, "steps": args.steps, "roll": not args.no_roll, "warmup": args.warmup,
+              "more mugs": args.more_mugs, "training views": len(train_idx), "seconds": round(time.time() - start)}
     with torch.no_grad():
-        for split, idx in (("training mugs", train_idx), ("held-out mugs", test_idx)):
+        for split, idx in judged:
             logit = torch.cat([net(images[chunk].float() / 255.0) for chunk in idx.split(256)])
             result[split] = round(float(((logit > 0) == base[idx]).float().mean()), 3)
             result[split + " views"] = len(idx)

@@ -291,10 +291,18 @@ class AxisConfig:
     steps: int = 2000
     batch_size: int = 64
     lr: float = 0.002
+    # the learning rate rises linearly over the first steps: at the full rate from the first step, a
+    # few Adam steps made the convolutions' output the same for every image, and a yes/no probe of a
+    # mug's end on them stayed at chance (docs/training.md, "Session 27")
+    warmup_steps: int = 300
     seed: int = 0
     # auto: bf16 on CPUs that compute it natively (1.8x faster steps) and on GPUs; fp32 otherwise
     precision: str = "auto"
     views_per_object: int = 16  # the first N views of each training object (0: all); memory grows with it
+    # more dataset folders whose training objects the estimator also learns from (rendered with the
+    # same rig and image size): 18 training mugs are too few to learn which end of a mug is its top
+    # (docs/training.md, "Session 27"), and images are cheap to render
+    extra_datasets: List[str] = field(default_factory=list)
     # a regression's loss (axis.bins=0): 1 - cos^2 (the line) + sign_weight * (1 - cos) (which end is the top); training/axis.py.
     # Under 2 the wrong end is a local minimum (some bottles stay upside down); 3 has no such trap,
     # but no occupancy run gained from it (docs/training.md, "Session 24")
@@ -402,6 +410,8 @@ def validate(cfg: Config) -> None:
     if cfg.data.handle_axis not in ("", "x", "y", "z") or cfg.data.handle_axis == cfg.data.up_axis:
         raise UserError(f"data.handle_axis must be x, y or z other than data.up_axis ({cfg.data.up_axis}), "
                         f"or empty (got {cfg.data.handle_axis!r})")
+    if cfg.axis.warmup_steps < 0:
+        raise UserError(f"axis.warmup_steps must be 0 or more (got {cfg.axis.warmup_steps})")
     if cfg.axis.bins < 0 or 0 < cfg.axis.bins < 20:
         raise UserError(f"axis.bins must be 0 (a regression) or 20 or more directions (got {cfg.axis.bins})")
     if not cfg.axis.kappa > 0:

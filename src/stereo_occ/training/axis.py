@@ -77,6 +77,16 @@ class AxisSamples:
         return cls(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(axes)).float(), torch.tensor(categories),
                    torch.from_numpy(np.stack(handles)).float() if handle_axis else None)
 
+    @classmethod
+    def concatenate(cls, parts: list["AxisSamples"]) -> "AxisSamples":
+        """One set of samples from several (e.g. the training splits of several datasets)."""
+        if len({p.images.shape[1:] for p in parts}) > 1:
+            raise UserError("axis.extra_datasets: every dataset must have the same image size as the main one "
+                            f"(got {sorted({tuple(p.images.shape[-2:]) for p in parts})})")
+        handles = None if parts[0].handles is None else torch.cat([p.handles for p in parts])
+        return cls(torch.cat([p.images for p in parts]), torch.cat([p.axes for p in parts]),
+                   torch.cat([p.categories for p in parts]), handles)
+
     def answers(self, pick: Tensor) -> Tensor:
         """``(len(pick), K, 3)``: each picked image's axis, and its handle's direction where asked."""
         if self.handles is None:
@@ -204,8 +214,9 @@ def describe(summary: dict) -> str:
 
 
 def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path, *, show_progress: bool = True) -> dict:
-    """Train an estimator on the training split of ``dataset_root`` (``cfg.axis``), write it to
-    ``out`` (a file), and return its summary: the median angle per category on the val split.
+    """Train an estimator on the training split of ``dataset_root`` and those of
+    ``axis.extra_datasets`` (``cfg.axis``), write it to ``out`` (a file), and return its summary: the
+    median angle per category on the val split of ``dataset_root``.
 
     The images are decoded into memory (uint8; 25 KB a 64 px pair, 100 KB at 128 px): 20 MB for the
     quick dataset and 150 MB for the long one; ``axis.views_per_object`` caps the views of each
@@ -216,14 +227,17 @@ def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path,
         raise UserError(f"{out} is a folder; give the estimator's file name (e.g. {out / 'axis_estimator.pt'})")
     torch.manual_seed(ac.seed)
     generator = torch.Generator().manual_seed(ac.seed)
-    train = StereoOccupancyDataset(dataset_root, "train", points_per_sample=1)
     handle_axis = cfg.data.handle_axis
-    samples = AxisSamples.from_dataset(train, cfg.data.up_axis, ac.views_per_object, handle_axis)
+    samples = AxisSamples.concatenate([
+        AxisSamples.from_dataset(StereoOccupancyDataset(root, "train", points_per_sample=1), cfg.data.up_axis,
+                                 ac.views_per_object, handle_axis)
+        for root in [dataset_root, *ac.extra_datasets]])
     image_size = int(samples.images.shape[-1])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp_dtype = autocast_dtype(ac.precision, device, bf16_on_cpu=True)
     estimator = AxisEstimator(image_size=image_size, handle=bool(handle_axis), bins=ac.bins).to(device)
     optimiser = torch.optim.Adam(estimator.parameters(), lr=ac.lr)
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(1.0, (step + 1) / max(ac.warmup_steps, 1)))
     bar = tqdm(range(ac.steps), desc="train the axis estimator", disable=not show_progress, mininterval=1.0)
     for _ in bar:
         pick = torch.randint(len(samples.axes), (ac.batch_size,), generator=generator)
@@ -237,6 +251,7 @@ def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path,
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        warmup.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     estimator = estimator.cpu()
     summary = {"steps": ac.steps, "batch_size": ac.batch_size, "lr": ac.lr, "seed": ac.seed, "sign_weight": ac.sign_weight,
