@@ -98,10 +98,50 @@ def test_a_shared_axis_estimator_trained_with_other_settings_is_stale(tmp_path):
     save_axis_estimator(AxisEstimator(width=8, bins=0), path, {"up_axis": "z", "steps": 40})
     assert stale_estimator_settings(path, tiny_config("axis.steps=40")) == ["axis.bins"]
     assert stale_estimator_settings(path, tiny_config("axis.steps=40", "axis.bins=0")) == []
+    # estimators from before session 28 have GroupNorm convolutions: stale for today's BatchNorm default
+    record = torch.load(path, weights_only=True)
+    del record["norm"]
+    torch.save(record, path)
+    assert stale_estimator_settings(path, tiny_config("axis.steps=40", "axis.bins=0")) == ["axis.norm"]
+    assert stale_estimator_settings(path, tiny_config("axis.steps=40", "axis.bins=0", "axis.norm=group")) == []
     # the experiment says so before it trains anything along it
     aligned = tiny_config("axis.steps=50", "experiment.models=[rig-mono]", "model.align_axis=true")
     with pytest.raises(UserError, match=r"axis.steps.*delete it and the runs"):
         train_stage(aligned, tmp_path / "dataset", tmp_path / "runs")
+
+
+def test_the_estimators_own_objects_are_other_procedural_objects_all_for_training(tmp_path):
+    """``experiment.axis_objects``: more procedural mugs for the axis estimator alone, built with the
+    study's rig and rendering but the next shape seed (none is one of the study's test objects),
+    every one in the training split, with ``axis_views`` views; nothing where no model uses the axis."""
+    from stereo_occ.data.build import build_dataset
+    from stereo_occ.data.dataset import StereoOccupancyDataset, read_split
+    from stereo_occ.data.storage import ObjectReader
+    from stereo_occ.experiment import axis_objects_config
+    from stereo_occ.training.axis import AxisSamples
+
+    cfg = tiny_config("experiment.models=[mono,rig-mono]", "experiment.overrides={rig-mono: [model.align_axis=true]}",
+                      "experiment.axis_objects={mug: 2}", "experiment.axis_views=2")
+    extra = axis_objects_config(cfg)
+    shapes = extra.dataset.shapes
+    assert shapes.categories == ["mug"] and shapes.mug == 2 and shapes.bowl == shapes.bottle == 0
+    assert shapes.seed == cfg.dataset.shapes.seed + 1 and extra.dataset.rig == cfg.dataset.rig
+    assert extra.dataset.render.views_per_object == 2 and extra.dataset.render.hue == cfg.dataset.render.hue
+    build_dataset(extra, tmp_path / "axis-dataset")
+    assert len(read_split(tmp_path / "axis-dataset", "train")) == 2 and not read_split(tmp_path / "axis-dataset", "test")
+    samples = AxisSamples.from_dataset(StereoOccupancyDataset(tmp_path / "axis-dataset", "train", points_per_sample=1), "z")
+    assert len(samples.axes) == 2 * 2 * 2 and (samples.categories == CATEGORIES.index("mug")).all()
+    # a study's mug and the estimator's first mug are different shapes
+    study = build_dataset(tiny_config("dataset.shapes.categories=[mug]", "dataset.shapes.mug=1", "dataset.render.views_per_object=1",
+                                      "dataset.splits.train=1", "dataset.splits.val=0", "dataset.splits.test=0"), tmp_path / "study")
+    assert study.built == 1
+    def first_mug(root):
+        return ObjectReader(root / sorted(read_split(root, "train"))[0]).mesh()
+
+    assert abs(first_mug(tmp_path / "study").volume - first_mug(tmp_path / "axis-dataset").volume) > 1e-6
+    assert axis_objects_config(tiny_config("experiment.models=[mono,rig-mono]", "experiment.axis_objects={mug: 2}")) is None
+    with pytest.raises(UserError, match="experiment.axis_objects"):
+        tiny_config("experiment.axis_objects={cup: 2}")
 
 
 def test_per_model_overrides_change_only_how_a_model_is_trained():

@@ -275,6 +275,14 @@ class ExperimentConfig:
     # the current directory; a folder that does not exist is reported in the results, not an error.
     real_meshes: str = "../shared/real-meshes"
     real_views_per_object: int = 4
+    # Procedural objects built for the axis estimator alone (D/axis-dataset), per category, e.g.
+    # {mug: 160}: the main dataset's rig and rendering, another shape seed (none of them is a test
+    # object), every one in the training split, with axis_views views each and only a token pool of
+    # occupancy labels. 18 training mugs are too few for the estimator to learn which end of a mug is
+    # its top (docs/training.md, "Session 27"); images are cheap. Only built where a model aligns
+    # its volume with the axis (model.align_axis); {} = none.
+    axis_objects: Dict[str, int] = field(default_factory=dict)
+    axis_views: int = 8
     # Confidence intervals: bootstrap resamples over test objects (stratified by category), 95%.
     bootstrap_samples: int = 2000
     bootstrap_seed: int = 0
@@ -297,6 +305,10 @@ class AxisConfig:
     # study (18 training mugs) 300 steps gave rig-stereo +0.003 (n.s.) and its mugs -0.033, so 0 stays
     # the default until the estimator learns from more mugs (docs/training.md, "Session 27")
     warmup_steps: int = 0
+    # the convolutions' normalisation: batch (since session 28) or group (before). With GroupNorm the
+    # trunk's output became the same for every image early on, and a probe of which end of a mug the
+    # camera sees stayed at 54%; BatchNorm: 66%, 84% with 216 more mugs (docs/training.md, "Session 27")
+    norm: str = "batch"
     seed: int = 0
     # auto: bf16 on CPUs that compute it natively (1.8x faster steps) and on GPUs; fp32 otherwise
     precision: str = "auto"
@@ -412,6 +424,13 @@ def validate(cfg: Config) -> None:
     if cfg.data.handle_axis not in ("", "x", "y", "z") or cfg.data.handle_axis == cfg.data.up_axis:
         raise UserError(f"data.handle_axis must be x, y or z other than data.up_axis ({cfg.data.up_axis}), "
                         f"or empty (got {cfg.data.handle_axis!r})")
+    bad = {k: v for k, v in cfg.experiment.axis_objects.items() if k not in CATEGORIES or v < 0}
+    if bad:
+        raise UserError(f"experiment.axis_objects: counts per category ({', '.join(CATEGORIES)}), 0 or more (got {bad})")
+    if cfg.experiment.axis_views < 1:
+        raise UserError(f"experiment.axis_views must be positive (got {cfg.experiment.axis_views})")
+    if cfg.axis.norm not in ("batch", "group"):
+        raise UserError(f"axis.norm must be batch or group (got {cfg.axis.norm!r})")
     if cfg.axis.warmup_steps < 0:
         raise UserError(f"axis.warmup_steps must be 0 or more (got {cfg.axis.warmup_steps})")
     if cfg.axis.bins < 0 or 0 < cfg.axis.bins < 20:

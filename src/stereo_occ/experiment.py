@@ -6,6 +6,7 @@ is already complete, so re-running the same command after an interruption (or af
 
 =================  ===========================================================================
 ``D/dataset``      :func:`~stereo_occ.data.build.build_dataset` (resumes object by object)
+``D/axis-dataset`` more procedural objects for the axis estimator alone (``experiment.axis_objects``)
 ``D/runs/<name>``  one training run per model; skipped when ``summary.json`` shows it finished,
                    resumed from ``model_last.pt`` otherwise; ``D/runs/axis_estimator.pt`` first
                    when a model sets ``model.align_axis`` (one estimator for all such models)
@@ -150,13 +151,33 @@ def stale_estimator_settings(path: Path, cfg: Config) -> list[str]:
     trained = summary.get("axis")
     if trained is None:  # older files: the few settings at the summary's top level ("precision" there is
         trained = {k: v for k, v in summary.items() if k != "precision"}  # the one used, not the setting)
-    trained = {**trained, "bins": int(record.get("bins", 0))}  # the kind the file holds (files before session 25 regress)
+    # the kind the file holds: files before session 25 regress, those before session 28 have GroupNorm
+    trained = {**trained, "bins": int(record.get("bins", 0)), "norm": record.get("norm", "group")}
     differ = [f"axis.{key}" for key, value in to_dict(cfg.axis).items() if key in trained and trained[key] != value]
     if summary.get("up_axis", cfg.data.up_axis) != cfg.data.up_axis:
         differ.append("data.up_axis")
     if summary.get("handle_axis", "") != cfg.data.handle_axis:  # older files found no handle
         differ.append("data.handle_axis")
     return differ
+
+
+def axis_objects_config(cfg: Config) -> Config | None:
+    """The dataset config of ``experiment.axis_objects`` (None: none asked for, or no model aligns its
+    volume with the axis): the main dataset's rig and rendering with those procedural counts, the next
+    shape seed (other objects than the study's), every object in the training split, ``axis_views``
+    views each and a token pool of occupancy labels (the estimator reads only the images)."""
+    wanted = {c: n for c, n in cfg.experiment.axis_objects.items() if n > 0}
+    aligned = any(model_config(cfg, name).model.align_axis for name in cfg.experiment.models)
+    if not wanted or not aligned:
+        return None
+    d = cfg.dataset
+    shapes = dataclasses.replace(d.shapes, source="procedural", root=None, categories=sorted(wanted, key=CATEGORIES.index),
+                                 seed=d.shapes.seed + 1, **{c: wanted.get(c, 0) for c in CATEGORIES})
+    dataset_cfg = dataclasses.replace(
+        d, shapes=shapes, splits=dataclasses.replace(d.splits, train=1.0, val=0.0, test=0.0),
+        render=dataclasses.replace(d.render, views_per_object=cfg.experiment.axis_views),
+        occupancy=dataclasses.replace(d.occupancy, n_uniform=256, n_surface=256))
+    return dataclasses.replace(cfg, dataset=dataset_cfg)
 
 
 def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
@@ -536,6 +557,11 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
     real_meshes, real_source = real_meshes_source(cfg, out)
     if real_meshes is not None:
         build_stage(real_meshes.cfg, real_meshes.dataset, workers)
+    axis_cfg = axis_objects_config(cfg)
+    if axis_cfg is not None:
+        build_stage(axis_cfg, out / "axis-dataset", workers)
+        cfg = dataclasses.replace(cfg, axis=dataclasses.replace(
+            cfg.axis, extra_datasets=[*cfg.axis.extra_datasets, str(out / "axis-dataset")]))
     train_stage(cfg, dataset, runs)
     metrics = evaluate_stage(cfg, dataset, runs, evals, workers)
     real = real_meshes_stage(real_meshes, real_source, out, runs, workers)

@@ -58,10 +58,19 @@ class AxisEstimator(nn.Module):
     """``(B, 3, H, W)`` images in [0, 1] -> ``(B, K, 3)`` unit directions in each image's camera frame:
     the up axis, and with ``handle`` the handle's direction (``K`` = 1 or 2).
 
-    Five stride-2 stages of two 3x3 convolutions (GroupNorm: no batch statistics, so training and
-    evaluation compute the same thing), then the 2x2 map (at 64 px) flattened through two linear
-    layers: where in the image the parts lie (a neck above or below a body) tells the axis and its
-    sign. The handle's direction is a second linear layer on the same hidden features.
+    Five stride-2 stages of two 3x3 convolutions, then the 2x2 map (at 64 px) flattened through two
+    linear layers: where in the image the parts lie (a neck above or below a body) tells the axis and
+    its sign. The handle's direction is a second linear layer on the same hidden features.
+
+    **The convolutions are batch-normalised** (``norm="batch"``, the default since session 28;
+    ``"group"`` before). With GroupNorm the trunk's output became the same for every image within a
+    few steps, and a yes/no probe of which end of a mug the camera sees stayed near chance (54%);
+    with BatchNorm it reached 66%, and 84% with more training mugs (docs/training.md, "Session 27").
+    Batch statistics are a training-time thing: once trained, the estimator is used in eval mode, with
+    statistics measured afresh on the final weights (:func:`~stereo_occ.training.axis.precise_batch_norm`),
+    and a rig model keeps it so even while it trains itself
+    (:meth:`~stereo_occ.models.rig_volume.RigVolumeEncoder.train`). State dicts say which norm they
+    were trained with (BatchNorm's running statistics); GroupNorm files load as they were trained.
 
     **A classifier over directions** (``bins`` > 0, the default): each answer is a distribution over
     ``bins`` directions on the sphere (:func:`sphere_bins`), trained on soft labels around the true
@@ -83,18 +92,23 @@ class AxisEstimator(nn.Module):
 
     STAGES = 5
 
+    NORMS = ("batch", "group")
+
     def __init__(self, width: int = 32, image_size: int = 64, handle: bool = False, bins: int = DEFAULT_BINS,
-                 head_norm: bool = True) -> None:
+                 head_norm: bool = True, norm: str = "batch") -> None:
         super().__init__()
+        if norm not in self.NORMS:
+            raise ValueError(f"an axis estimator's convolutions are normalised by one of {self.NORMS} (got {norm!r})")
         channels = [3, width, 2 * width, 4 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
         for i in range(self.STAGES):
             c_in, c_out = channels[i], channels[i + 1]
             layers += [
-                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(8, c_out), nn.ReLU(inplace=True),
-                nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.ReLU(inplace=True),
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), _norm_layer(norm, c_out), nn.ReLU(inplace=True),
+                nn.Conv2d(c_out, c_out, 3, padding=1), _norm_layer(norm, c_out), nn.ReLU(inplace=True),
             ]
         self.features = nn.Sequential(*layers)
+        self.norm = norm
         side = image_size
         for _ in range(self.STAGES):
             side = (side + 1) // 2
@@ -123,11 +137,24 @@ class AxisEstimator(nn.Module):
         self.bins = bins
         self.directions = (sphere_bins(bins) if bins > 0 else torch.zeros(0, 3)).to(device)
 
+    def _set_norm(self, norm: str) -> None:
+        """Rebuild the convolutions' normalisation layers as ``norm`` (their weights come with the state dict)."""
+        for i, layer in enumerate(self.features):
+            if isinstance(layer, (nn.BatchNorm2d, nn.GroupNorm)):
+                channels = layer.num_features if isinstance(layer, nn.BatchNorm2d) else layer.num_channels
+                trainable = layer.weight.requires_grad
+                self.features[i] = _norm_layer(norm, channels).to(layer.weight.device).requires_grad_(trainable)
+        self.features.train(self.training)
+        self.norm = norm
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - torch's signature
         outputs = state_dict.get(prefix + "head.3.weight")
         if outputs is not None and outputs.shape[0] != self.head[-1].out_features:
             self._set_bins(0 if outputs.shape[0] == 3 else int(outputs.shape[0]))
         if outputs is not None:
+            norm = "batch" if prefix + "features.1.running_mean" in state_dict else "group"  # GroupNorm: before session 28
+            if norm != self.norm:
+                self._set_norm(norm)
             head_norm = state_dict.setdefault(prefix + "head_norm", torch.tensor(False))  # absent: before session 27
             if bool(head_norm) != bool(self.head_norm):
                 self.head[2] = _hidden_activation(bool(head_norm))
@@ -160,6 +187,10 @@ class AxisEstimator(nn.Module):
         mode = self.directions[probability.argmax(-1)]  # (B, K, 3)
         near = (mode @ self.directions.T) > math.cos(math.radians(NEIGHBOURHOOD_DEGREES))
         return F.normalize((probability * near) @ self.directions, dim=-1)
+
+
+def _norm_layer(norm: str, channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels) if norm == "batch" else nn.GroupNorm(8, channels)
 
 
 def _hidden_activation(normalised: bool) -> nn.Module:

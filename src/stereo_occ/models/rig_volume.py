@@ -261,6 +261,14 @@ class RigVolumeEncoder(nn.Module):
         self.axis_estimator = (AxisEstimator(image_size=image_size, handle=align_handle).requires_grad_(False)
                                if align_axis else None)
 
+    def train(self, mode: bool = True) -> "RigVolumeEncoder":
+        """Train or evaluate this network; the frozen axis estimator always evaluates, so its
+        BatchNorm reads the statistics it was trained with rather than the batch's (and never moves them)."""
+        super().train(mode)
+        if self.axis_estimator is not None:
+            self.axis_estimator.eval()
+        return self
+
     def forward(self, left: Tensor, right: Tensor, cameras: Cameras | None = None) -> RigConditioning:
         if cameras is None:
             raise UserError("this model uses the cameras: pass the stereo rig (K and world_to_cam)")
