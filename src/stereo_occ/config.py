@@ -305,10 +305,16 @@ class AxisConfig:
     # study (18 training mugs) 300 steps gave rig-stereo +0.003 (n.s.) and its mugs -0.033, so 0 stays
     # the default until the estimator learns from more mugs (docs/training.md, "Session 27")
     warmup_steps: int = 0
+    # constant, or cosine: the rate decays to 0 over axis.steps (after the warm-up)
+    lr_schedule: str = "constant"
     # the convolutions' normalisation: batch (since session 28) or group (before). With GroupNorm the
     # trunk's output became the same for every image early on, and a probe of which end of a mug the
     # camera sees stayed at 54%; BatchNorm: 66%, 84% with 216 more mugs (docs/training.md, "Session 27")
     norm: str = "batch"
+    # batches of training images over which BatchNorm's statistics are measured afresh once training
+    # ends (0: keep the running averages of training, which lag behind the weights: an estimator so
+    # kept answered 80-100 degrees off on val, 4-11 with them measured; docs/training.md, "Session 28")
+    precise_bn_batches: int = 50
     seed: int = 0
     # auto: bf16 on CPUs that compute it natively (1.8x faster steps) and on GPUs; fp32 otherwise
     precision: str = "auto"
@@ -429,6 +435,10 @@ def validate(cfg: Config) -> None:
         raise UserError(f"experiment.axis_objects: counts per category ({', '.join(CATEGORIES)}), 0 or more (got {bad})")
     if cfg.experiment.axis_views < 1:
         raise UserError(f"experiment.axis_views must be positive (got {cfg.experiment.axis_views})")
+    if cfg.axis.lr_schedule not in ("constant", "cosine"):
+        raise UserError(f"axis.lr_schedule must be constant or cosine (got {cfg.axis.lr_schedule!r})")
+    if cfg.axis.precise_bn_batches < 0:
+        raise UserError(f"axis.precise_bn_batches must be 0 or more (got {cfg.axis.precise_bn_batches})")
     if cfg.axis.norm not in ("batch", "group"):
         raise UserError(f"axis.norm must be batch or group (got {cfg.axis.norm!r})")
     if cfg.axis.warmup_steps < 0:

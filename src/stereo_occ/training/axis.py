@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from ..config import CATEGORIES, Config, to_dict
+from ..config import CATEGORIES, AxisConfig, Config, to_dict
 from ..data.dataset import StereoOccupancyDataset
 from ..errors import UserError
 from ..models.axis_estimator import AxisEstimator, rig_directions
@@ -213,6 +213,16 @@ def describe(summary: dict) -> str:
     return line
 
 
+def axis_lr_factor(ac: AxisConfig, step: int) -> float:
+    """The learning rate of ``train-axis`` at ``step`` (from 0) as a share of ``axis.lr``: a linear
+    warm-up over ``axis.warmup_steps``, then constant or (``axis.lr_schedule=cosine``) a half cosine to 0
+    at ``axis.steps``."""
+    warm = min(1.0, (step + 1) / max(ac.warmup_steps, 1))
+    if ac.lr_schedule == "cosine":
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(step, ac.steps) / max(ac.steps, 1)))
+    return warm
+
+
 def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path, *, show_progress: bool = True) -> dict:
     """Train an estimator on the training split of ``dataset_root`` and those of
     ``axis.extra_datasets`` (``cfg.axis``), write it to ``out`` (a file), and return its summary: the
@@ -237,7 +247,7 @@ def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path,
     amp_dtype = autocast_dtype(ac.precision, device, bf16_on_cpu=True)
     estimator = AxisEstimator(image_size=image_size, handle=bool(handle_axis), bins=ac.bins, norm=ac.norm).to(device)
     optimiser = torch.optim.Adam(estimator.parameters(), lr=ac.lr)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(1.0, (step + 1) / max(ac.warmup_steps, 1)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: axis_lr_factor(ac, step))
     bar = tqdm(range(ac.steps), desc="train the axis estimator", disable=not show_progress, mininterval=1.0)
     for _ in bar:
         pick = torch.randint(len(samples.axes), (ac.batch_size,), generator=generator)
@@ -251,9 +261,9 @@ def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path,
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        warmup.step()
+        schedule.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    precise_batch_norm(estimator, samples, generator, device)
+    precise_batch_norm(estimator, samples, generator, device, batches=ac.precise_bn_batches, batch_size=ac.batch_size)
     estimator = estimator.cpu().eval()  # from here on its BatchNorm reads those statistics
     summary = {"steps": ac.steps, "batch_size": ac.batch_size, "lr": ac.lr, "seed": ac.seed, "sign_weight": ac.sign_weight,
                "bins": ac.bins, "train_images": len(samples.axes),
@@ -269,21 +279,20 @@ def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path,
     return summary
 
 
-PRECISE_BN_BATCHES = 50
-
-
 @torch.no_grad()
 def precise_batch_norm(estimator: AxisEstimator, samples: AxisSamples, generator: torch.Generator,
-                       device: torch.device, batches: int = PRECISE_BN_BATCHES, batch_size: int = 64) -> None:
+                       device: torch.device, batches: int = 50, batch_size: int = 64) -> None:
     """Measure the BatchNorm layers' statistics afresh, with the final weights, over ``batches``
     batches of training images rolled and mirrored as in training (an equal-weight average; fp32).
 
     The running averages kept during training lag behind the weights: an estimator trained for 2,000
     steps at a constant rate answered 3-5 degrees off for bowls and bottles on val with batch
-    statistics and 75-100 with its running ones; with statistics measured so, 4 and 4
-    (docs/training.md, "Session 28"). No-op for a GroupNorm estimator."""
+    statistics and 78-100 with its running ones; with statistics measured so, 3 and 4
+    (docs/training.md, "Session 28"). No-op for a GroupNorm estimator and for ``batches`` = 0 (the
+    running averages stay)."""
     norms = [m for m in estimator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    if not norms:
+    if not norms or batches <= 0:
+        estimator.eval()
         return
     momenta = [m.momentum for m in norms]
     for m in norms:
