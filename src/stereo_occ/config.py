@@ -276,7 +276,7 @@ class ExperimentConfig:
     real_meshes: str = "../shared/real-meshes"
     real_views_per_object: int = 4
     # Procedural objects built for the axis estimator alone (D/axis-dataset), per category, e.g.
-    # {mug: 160}: the main dataset's rig and rendering, another shape seed (none of them is a test
+    # {mug: 200}: the main dataset's rig and rendering, another shape seed (none of them is a test
     # object), every one in the training split, with axis_views views each and only a token pool of
     # occupancy labels. 18 training mugs are too few for the estimator to learn which end of a mug is
     # its top (docs/training.md, "Session 27"); images are cheap. Only built where a model aligns
