@@ -264,7 +264,7 @@ def train_axis_estimator(cfg: Config, dataset_root: str | Path, out: str | Path,
         schedule.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     precise_batch_norm(estimator, samples, generator, device, batches=ac.precise_bn_batches, batch_size=ac.batch_size)
-    estimator = estimator.cpu().eval()  # from here on its BatchNorm reads those statistics
+    estimator = estimator.cpu()  # in eval mode (precise_batch_norm leaves it so): its BatchNorm reads those statistics
     summary = {"steps": ac.steps, "batch_size": ac.batch_size, "lr": ac.lr, "seed": ac.seed, "sign_weight": ac.sign_weight,
                "bins": ac.bins, "train_images": len(samples.axes),
                "up_axis": cfg.data.up_axis, "handle_axis": handle_axis, "precision": "bf16" if amp_dtype == torch.bfloat16 else "fp32",
