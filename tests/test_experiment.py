@@ -150,9 +150,13 @@ def test_per_model_overrides_change_only_how_a_model_is_trained():
     cfg = tiny_config("experiment.models=[mono,stereo]", "experiment.overrides={stereo: [train.iterations=7]}")
     assert model_config(cfg, "stereo").train.iterations == 7 and model_config(cfg, "stereo").model.name == "stereo"
     assert model_config(cfg, "mono").train.iterations == cfg.train.iterations
-    for bad in ("eval.threshold=0.5", "dataset.rig.image_size=32", "model.name=mono"):
+    for bad in ("eval.threshold=0.5", "eval.n_iou_points=1000", "dataset.rig.image_size=32", "model.name=mono"):
         with pytest.raises(UserError, match="cannot differ between models"):
             model_config(tiny_config(f"experiment.overrides={{stereo: [{bad}]}}"), "stereo")
+    # how a model's network runs in evaluation may be its own (not what is measured)
+    own = tiny_config("experiment.overrides={stereo: [eval.precision=bf16, eval.batch_points=1024]}")
+    assert model_config(own, "stereo").eval.precision == "bf16" and model_config(own, "stereo").eval.batch_points == 1024
+    assert model_config(own, "mono").eval.precision == own.eval.precision
 
 
 def test_a_real_mesh_the_rig_cannot_hold_stops_the_experiment_before_training(tmp_path):
@@ -208,6 +212,12 @@ def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
     assert data["fov_deg"] == 60.0 and data["object_radius"] == pytest.approx(math.sqrt(3) / 2)
     assert sum(data["counts"][s]["total"] for s in ("train", "val", "test")) == 12
     assert results["machine"]["cores"] >= 1 and results["machine"]["torch"] == torch.__version__
+    # where the time went: every stage that ran, up to the results
+    stages = results["timings"]["stages"]
+    assert list(stages)[:2] == ["dataset", "dataset of the real meshes"]
+    assert {"train mono", "train stereo", "evaluate mono", "evaluate stereo on the real meshes", "figure"} <= set(stages)
+    assert all(s >= 0 for s in stages.values()) and stages["train stereo"] > 0.1
+    assert results["timings"]["invocations"] == 1
 
     report = (out / "report.html").read_text()
     assert "0.1896" in report and "0.1153" in report
@@ -233,6 +243,8 @@ def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
     log = capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in watched} == before
     assert log.count("skipped") == 2 + 2 + 2 + 1  # two trainings, two evaluations, two on real meshes, the figure
+    again = json.loads((out / "timings.json").read_text())
+    assert again["invocations"] == 2 and again["stages"]["train stereo"] == pytest.approx(stages["train stereo"], abs=0.5)
 
     # Metrics written by an earlier version, without a metric this one reports: evaluated again.
     metrics_path = out / "eval" / "mono" / "metrics.json"

@@ -25,6 +25,7 @@ is already complete, so re-running the same command after an interruption (or af
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -40,6 +41,7 @@ import numpy as np
 from .config import CATEGORIES, Config, model_config, to_dict
 from .errors import UserError
 from .files import write_atomic
+from .stage_times import StageTimes, timing_rows
 
 FIGURE_SIZE = 192  # pixels per figure cell: the object is zoomed to fill it
 STAGES = 7
@@ -180,7 +182,12 @@ def axis_objects_config(cfg: Config) -> Config | None:
     return dataclasses.replace(cfg, dataset=dataset_cfg)
 
 
-def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
+def _timed(times: StageTimes | None, stage: str):
+    """``times(stage)``, or nothing to time."""
+    return times(stage) if times is not None else contextlib.nullcontext()
+
+
+def train_stage(cfg: Config, dataset: Path, runs: Path, times: StageTimes | None = None) -> None:
     from .training.trainer import train
 
     shared_estimator = runs / "axis_estimator.pt"
@@ -205,7 +212,8 @@ def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
                 from .training.axis import describe, train_axis_estimator
 
                 _stage(2, f"train the axis estimator (for {name} and every other model with model.align_axis) -> {shared_estimator}")
-                summary = train_axis_estimator(cfg, dataset, shared_estimator)
+                with _timed(times, "train the axis estimator"):
+                    summary = train_axis_estimator(cfg, dataset, shared_estimator)
                 print(describe(summary))
         if training_finished(run, model_cfg):
             _stage(2, f"train {name}: finished ({run / 'summary.json'}), skipped")
@@ -213,7 +221,8 @@ def train_stage(cfg: Config, dataset: Path, runs: Path) -> None:
         resuming = (run / "model_last.pt").exists()
         _stage(2, f"train {name} ({i + 1}/{len(cfg.experiment.models)}) -> {run}" + (" (resuming)" if resuming else ""))
         # resume=True also starts a fresh run when there is nothing to resume.
-        train(model_cfg, dataset, run, resume=True)
+        with _timed(times, f"train {name}"):
+            train(model_cfg, dataset, run, resume=True)
 
 
 def _eval_settings(eval_cfg: dict) -> dict:
@@ -245,19 +254,23 @@ def evaluation_current(folder: Path, checkpoint: Path, cfg: Config, dataset: Pat
 
 
 def evaluate_stage(
-    cfg: Config, dataset: Path, runs: Path, evals: Path, workers: int = 1, stage: int = 3, what: str = "the test split"
+    cfg: Config, dataset: Path, runs: Path, evals: Path, workers: int = 1, stage: int = 3, what: str = "the test split",
+    times: StageTimes | None = None,
 ) -> dict[str, dict]:
     from .evaluation.evaluate import evaluate_checkpoint
 
     results = {}
+    suffix = "" if stage == 3 else " on the real meshes"
     for name in cfg.experiment.models:
         checkpoint = runs / name / "model_best.pt"
         folder = evals / name
-        if evaluation_current(folder, checkpoint, cfg, dataset):
+        model_cfg = model_config(cfg, name)  # the eval section with the model's eval.precision
+        if evaluation_current(folder, checkpoint, model_cfg, dataset):
             _stage(stage, f"evaluate {name} on {what}: up to date ({folder / 'metrics.json'}), skipped")
         else:
             _stage(stage, f"evaluate {name} on {what} -> {folder}")
-            evaluate_checkpoint(checkpoint, dataset, split="test", out=folder, eval_cfg=cfg.eval, workers=workers)
+            with _timed(times, f"evaluate {name}{suffix}"):
+                evaluate_checkpoint(checkpoint, dataset, split="test", out=folder, eval_cfg=model_cfg.eval, workers=workers)
         results[name] = json.loads((folder / "metrics.json").read_text())
     return results
 
@@ -289,7 +302,8 @@ def real_meshes_source(cfg: Config, out: Path) -> tuple[RealMeshes | None, str]:
     return RealMeshes(real_cfg, folder, out / "real" / "dataset"), str(folder)
 
 
-def real_meshes_stage(real: RealMeshes | None, why: str, out: Path, runs: Path, workers: int) -> dict[str, dict] | None:
+def real_meshes_stage(real: RealMeshes | None, why: str, out: Path, runs: Path, workers: int,
+                      times: StageTimes | None = None) -> dict[str, dict] | None:
     """Every model on the real meshes, whose dataset stage 1 built (so that a mesh the rig cannot hold
     fails before any training); None when there is no folder (``why`` says so)."""
     if real is None:
@@ -297,7 +311,7 @@ def real_meshes_stage(real: RealMeshes | None, why: str, out: Path, runs: Path, 
         return None
     _stage(4, f"real meshes: {real.folder} -> {out / 'real' / 'eval'}")
     what = f"the real meshes ({real.folder})"
-    return evaluate_stage(real.cfg, real.dataset, runs, out / "real" / "eval", workers, stage=4, what=what)
+    return evaluate_stage(real.cfg, real.dataset, runs, out / "real" / "eval", workers, stage=4, what=what, times=times)
 
 
 def _figure_objects(metrics: dict, per_category: int) -> list[dict]:
@@ -553,35 +567,43 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
     start = time.perf_counter()
     dataset, runs, evals = out / "dataset", out / "runs", out / "eval"
 
-    build_stage(cfg, dataset, workers)
+    times = StageTimes(out / "timings.json")
+
+    with times("dataset"):
+        build_stage(cfg, dataset, workers)
     real_meshes, real_source = real_meshes_source(cfg, out)
     if real_meshes is not None:
-        build_stage(real_meshes.cfg, real_meshes.dataset, workers)
+        with times("dataset of the real meshes"):
+            build_stage(real_meshes.cfg, real_meshes.dataset, workers)
     axis_cfg = axis_objects_config(cfg)
     if axis_cfg is not None:
-        build_stage(axis_cfg, out / "axis-dataset", workers)
+        with times("dataset of the axis estimator (experiment.axis_objects)"):
+            build_stage(axis_cfg, out / "axis-dataset", workers)
         cfg = dataclasses.replace(cfg, axis=dataclasses.replace(
             cfg.axis, extra_datasets=[*cfg.axis.extra_datasets, str(out / "axis-dataset")]))
-    train_stage(cfg, dataset, runs)
-    metrics = evaluate_stage(cfg, dataset, runs, evals, workers)
-    real = real_meshes_stage(real_meshes, real_source, out, runs, workers)
-    figure = figure_stage(cfg, dataset, evals, out / "figure", metrics)
+    train_stage(cfg, dataset, runs, times)
+    metrics = evaluate_stage(cfg, dataset, runs, evals, workers, times=times)
+    real = real_meshes_stage(real_meshes, real_source, out, runs, workers, times)
+    with times("figure"):
+        figure = figure_stage(cfg, dataset, evals, out / "figure", metrics)
 
-    _stage(6, f"results -> {out / 'results.json'}")
-    results = collect_results(cfg, out, metrics, real, real_source)
-    _write_json_atomic(out / "results.json", results)
+    with times("results and report"):
+        _stage(6, f"results -> {out / 'results.json'}")
+        results = collect_results(cfg, out, metrics, real, real_source)
+        results["timings"] = times.as_dict()  # every stage before this one (timings.json: this one too)
+        _write_json_atomic(out / "results.json", results)
 
-    _stage(7, f"report -> {out / 'report.html'}")
-    write_report(
-        out / "report.html",
-        ReportInputs(
-            results=_finite(results),
-            training_logs={name: runs / name / "metrics.csv" for name in cfg.experiment.models},
-            figure=figure,
-            mesh_folders={name: evals / name / "meshes" for name in cfg.experiment.models},
-            config=to_dict(cfg),
-        ),
-    )
+        _stage(7, f"report -> {out / 'report.html'}")
+        write_report(
+            out / "report.html",
+            ReportInputs(
+                results=_finite(results),
+                training_logs={name: runs / name / "metrics.csv" for name in cfg.experiment.models},
+                figure=figure,
+                mesh_folders={name: evals / name / "meshes" for name in cfg.experiment.models},
+                config=to_dict(cfg),
+            ),
+        )
     for name, entry in results["models"].items():
         real_iou = (entry["real"].get("iou") or {}).get("mean")
         print(f"  {name:<8} IoU {_show(entry['iou']['mean'])} {_interval(entry['iou_ci']['mean'])}  "
@@ -591,5 +613,7 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
         d = diff["iou"]
         verdict = "significant" if d["significant"] else "not significant"
         print(f"  {pair}: IoU {d['mean']:+.3f} {_interval(d['ci'])} ({verdict})")
+    print("  where the time went (timings.json):", ", ".join(
+        f"{stage} {seconds:.0f} s" for stage, seconds, _ in timing_rows(times.as_dict())))
     print(f"done in {time.perf_counter() - start:.0f} s: {out / 'report.html'}", flush=True)
     return results

@@ -27,6 +27,7 @@ from ..config import CATEGORIES, RigConfig
 from ..errors import UserError
 from ..evaluation.statistics import describe_difference
 from ..files import write_atomic
+from ..stage_times import timing_rows
 from .figures import ReconstructionFigure, read_training_log, training_curves_png
 
 STUDY_IOU: dict[str, float] = {"mono": 0.1896, "stereo": 0.1153}
@@ -72,6 +73,8 @@ td.best { font-weight: 700; }
 .facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 6px 0; }
 .facts dt { color: var(--muted); } .facts dd { margin: 0; }
 .cards { display: flex; flex-wrap: wrap; gap: 24px; }
+span.bar { display: inline-block; height: 10px; background: var(--accent); vertical-align: middle; }
+td.num { text-align: right; }
 img.curves { max-width: 100%; border: 1px solid var(--line); border-radius: 6px; }
 table.figure td, table.figure th { text-align: center; vertical-align: top; border: none; padding: 4px;
                                    background: none; }
@@ -401,6 +404,23 @@ def _machine(machine: Mapping[str, Any]) -> str:
     )
 
 
+def _timings(timings: Any) -> str:
+    """Seconds per stage of the experiment (``results["timings"]``, :mod:`stereo_occ.stage_times`),
+    each with its share of the total as a bar: what to cut when the run is too slow."""
+    if not isinstance(timings, Mapping) or not timings.get("stages"):
+        return ""
+    rows = "".join(
+        f'<tr><td>{_e(stage)}</td><td class="num">{_duration(seconds)}</td>'
+        f'<td><span class="bar" style="width:{200 * share:.0f}px"></span> {100 * share:.0f}%</td></tr>'
+        for stage, seconds, share in timing_rows(timings)
+    )
+    invocations = int(timings.get("invocations", 1) or 1)
+    resumed = f", summed over {invocations} invocations (the run was resumed)" if invocations > 1 else ""
+    note = (f'<p class="note">Wall-clock time of each stage up to the results, {_duration(timings.get("total_seconds"))} '
+            f"in all{_e(resumed)} (timings.json in the experiment's folder).</p>")
+    return f'<div class="scroll"><table><tr><th>stage</th><th>time</th><th>share</th></tr>{rows}</table></div>{note}'
+
+
 STUDY_FOV_DEG = RigConfig().fov_deg
 
 
@@ -567,6 +587,9 @@ def render_report(inputs: ReportInputs, base: Path) -> str:
         "<h2>Data</h2>",
         _dataset(results.get("dataset") or {}),
     ]
+    timings = _timings(results.get("timings"))
+    if timings:
+        sections += ["<h2>Where the time went</h2>", timings]
     if inputs.config:
         from omegaconf import OmegaConf
 

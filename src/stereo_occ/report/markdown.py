@@ -2,8 +2,9 @@
 
     python -m stereo_occ.report.markdown runs/quick/results.json
 
-Prints two Markdown tables: each model's test metrics beside the study's Table 1, and the paired
-differences of mean IoU over the same test objects (and real meshes), per category. The HTML report
+Prints Markdown tables: each model's test metrics beside the study's Table 1, the paired
+differences of mean IoU over the same test objects (and real meshes), per category, and (for runs
+since session 29) the seconds each stage took. The HTML report
 (:mod:`.html`) shows the same numbers; this is the form that goes into a README or a note.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..config import CATEGORIES
 from ..evaluation.statistics import significant
+from ..stage_times import timing_rows
 from .html import STUDY_IOU
 
 
@@ -66,6 +68,17 @@ def differences_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def timings_table(results: dict) -> str:
+    """Seconds per stage (``results["timings"]``; empty for results written before session 29)."""
+    timings = results.get("timings") or {}
+    if not timings.get("stages"):
+        return ""
+    rows = ["| stage | seconds | share |", "|---|---|---|"]
+    rows += [f"| {stage} | {seconds:.0f} | {100 * share:.0f}% |" for stage, seconds, share in timing_rows(timings)]
+    rows.append(f"| **all stages** | **{timings['total_seconds']:.0f}** ({timings['total_seconds'] / 60:.1f} min) | |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m stereo_occ.report.markdown", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     print(model_table(results))
     print()
     print(differences_table(results))
+    timings = timings_table(results)
+    if timings:
+        print()
+        print(timings)
 
 
 if __name__ == "__main__":
