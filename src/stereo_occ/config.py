@@ -248,6 +248,12 @@ class EvalConfig:
     # where they also validate in bf16, so the threshold was chosen on bf16 outputs; decoding 1.6x
     # faster) | fp32 | bf16. Probabilities move by at most about 0.006 (docs/evaluation.md).
     precision: str = "auto"
+    # Models along the object's axis (model.align_axis): each image's axis and handle averaged over
+    # this many turned and mirrored copies of it (1, 2, 4 or 8; models/axis_estimator.py,
+    # image_copies), in validation, evaluation and reconstruct; training shows the estimator one.
+    # With 8 the quick test split's mugs were upside down in 12% of views instead of 22%
+    # (docs/training.md, "Session 29").
+    axis_copies: int = 8
 
 
 @dataclass
@@ -449,6 +455,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"axis.kappa must be positive (got {cfg.axis.kappa})")
     if not cfg.axis.handle_weight >= 0:
         raise UserError(f"axis.handle_weight must be 0 or more (got {cfg.axis.handle_weight})")
+    if cfg.eval.axis_copies not in (1, 2, 4, 8):
+        raise UserError(f"eval.axis_copies must be 1, 2, 4 or 8 (got {cfg.eval.axis_copies})")
     if cfg.model.align_handle and not cfg.model.align_axis:
         raise UserError("model.align_handle turns the axis frame towards the handle: it needs model.align_axis=true")
     for category, share in cfg.data.category_shares.items():
@@ -488,7 +496,7 @@ PER_MODEL_SECTIONS = ("model.", "train.", "data.")
 """What ``experiment.overrides`` may change: how a model is built and trained, not the data or the
 evaluation (those must be the same for every model, or the comparison means nothing)."""
 
-PER_MODEL_EVAL_KEYS = ("eval.precision", "eval.batch_points")
+PER_MODEL_EVAL_KEYS = ("eval.precision", "eval.batch_points", "eval.axis_copies")
 """The evaluation settings a model may have of its own: how its network is run, not what is measured
 (the study's fp32 models decode 1.3x faster in bf16 with the same test IoU to 0.001: configs/quick.yaml)."""
 

@@ -262,6 +262,7 @@ class _Evaluator:
         # on validation, unless eval_cfg fixes one
         self.requested_eval = eval_cfg or self.cfg.eval
         self.eval_cfg = resolved(self.requested_eval, self.cfg.eval.threshold)
+        self.model.set_axis_copies(self.eval_cfg.axis_copies)
         if self.eval_cfg.views_per_object < 1:
             raise UserError(f"eval.views_per_object must be at least 1 (got {self.eval_cfg.views_per_object})")
         if not read_split(dataset, split):

@@ -40,6 +40,13 @@ class OccupancyNetwork(nn.Module):
             )
         return self.encoder(left, right, cameras)
 
+    def set_axis_copies(self, copies: int) -> None:
+        """How many turned and mirrored copies of each image the encoder's axis estimator averages over
+        when the network evaluates (``eval.axis_copies``; training always shows it one); a model
+        without an estimator has nothing to set."""
+        if getattr(self.encoder, "axis_estimator", None) is not None:
+            self.encoder.axis_copies = copies
+
     @property
     def trains_well_in_bf16(self) -> bool:
         """Whether the encoder declares it trains as well under bf16 autocast as in fp32 (measured per

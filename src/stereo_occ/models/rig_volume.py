@@ -260,6 +260,9 @@ class RigVolumeEncoder(nn.Module):
         # Frozen: trained before this network (training/axis.py) and loaded when its training starts.
         self.axis_estimator = (AxisEstimator(image_size=image_size, handle=align_handle).requires_grad_(False)
                                if align_axis else None)
+        # copies of each image the estimator averages over when this network evaluates (one in training;
+        # eval.axis_copies sets it: OccupancyNetwork.set_axis_copies)
+        self.axis_copies = 1
 
     def train(self, mode: bool = True) -> "RigVolumeEncoder":
         """Train or evaluate this network; the frozen axis estimator always evaluates, so its
@@ -286,7 +289,7 @@ class RigVolumeEncoder(nn.Module):
             # In fp32 under bf16 autocast, so that training and evaluation lay out the same frame.
             with torch.no_grad(), torch.autocast(left.device.type, enabled=False):
                 directions = rig_directions(self.axis_estimator, [left.float()] if self.views == 1 else [left.float(), right.float()],
-                                            cameras)
+                                            cameras, copies=1 if self.training else self.axis_copies)
                 axis = directions[:, 0]
                 frame = axis_frame(axis, directions[:, 1] if self.axis_estimator.finds_handle else None)
                 centers = centers @ frame  # the grid laid out in the axis frame: p = frame^T q

@@ -99,7 +99,8 @@ def saved_config(path: str | Path, state: dict | None = None) -> Config:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
-    """Rebuild the trained model from the checkpoint alone (model config + the dataset's rig), in eval mode."""
+    """Rebuild the trained model from the checkpoint alone (model config + the dataset's rig), in eval
+    mode, with its eval section's ``axis_copies``."""
     from ..models import build_model
 
     state = load_checkpoint(path)
@@ -113,6 +114,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
         raise UserError(f"{path}: checkpoint holds no model weights")
     model = build_model(cfg.model, cfg.dataset.rig)
     load_weights(model, state["model"], path, cfg.model.name)
+    model.set_axis_copies(cfg.eval.axis_copies)  # as it validated (evaluate and reconstruct may set another)
     model.to(device).eval()
     return model, cfg
 

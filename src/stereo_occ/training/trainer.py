@@ -378,6 +378,7 @@ class _Run:
         np.random.seed(self.tc.seed)
         torch.manual_seed(self.tc.seed)
         self.model = build_model(self.cfg.model, self.cfg.dataset.rig)
+        self.model.set_axis_copies(self.cfg.eval.axis_copies)  # validation shows the estimator what evaluation will
         if resume_state is None and self.cfg.model.pretrained:
             load_pretrained(self.model, self.cfg.model.pretrained)
         if self.cfg.model.align_axis and getattr(self.model.encoder, "axis_estimator", None) is None:
