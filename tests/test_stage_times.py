@@ -58,6 +58,7 @@ def test_reports_show_each_stage_with_its_share():
     assert table[2] == "| dataset | 90 | 25% |" and table[3] == "| train rig-stereo | 270 | 75% |"
     assert "**360** (6.0 min)" in table[-1]
     html = _timings(timings)
-    assert "train rig-stereo" in html and "75%" in html and "6 min 00 s" in html and "resumed" not in html
-    assert "summed over 3 invocations" in _timings({**timings, "invocations": 3})
+    assert "train rig-stereo" in html and "75%" in html and "6 min 00 s" in html and "times the command ran" not in html
+    assert "summed over the 3 times the command ran" in _timings({**timings, "invocations": 3})
+    assert 'width:200px' in html and 'width:67px' in html  # bars against the longest stage
     assert timings_table({}) == "" and _timings(None) == ""  # results written before session 29

@@ -409,13 +409,15 @@ def _timings(timings: Any) -> str:
     each with its share of the total as a bar: what to cut when the run is too slow."""
     if not isinstance(timings, Mapping) or not timings.get("stages"):
         return ""
+    stages = timing_rows(timings)
+    longest = max(share for _, _, share in stages) or 1.0  # the longest stage's bar is 200 px wide
     rows = "".join(
         f'<tr><td>{_e(stage)}</td><td class="num">{_duration(seconds)}</td>'
-        f'<td><span class="bar" style="width:{200 * share:.0f}px"></span> {100 * share:.0f}%</td></tr>'
-        for stage, seconds, share in timing_rows(timings)
+        f'<td><span class="bar" style="width:{200 * share / longest:.0f}px"></span> {100 * share:.0f}%</td></tr>'
+        for stage, seconds, share in stages
     )
     invocations = int(timings.get("invocations", 1) or 1)
-    resumed = f", summed over {invocations} invocations (the run was resumed)" if invocations > 1 else ""
+    resumed = f", summed over the {invocations} times the command ran in this folder" if invocations > 1 else ""
     note = (f'<p class="note">Wall-clock time of each stage up to the results, {_duration(timings.get("total_seconds"))} '
             f"in all{_e(resumed)} (timings.json in the experiment's folder).</p>")
     return f'<div class="scroll"><table><tr><th>stage</th><th>time</th><th>share</th></tr>{rows}</table></div>{note}'
