@@ -255,21 +255,22 @@ def evaluation_current(folder: Path, checkpoint: Path, cfg: Config, dataset: Pat
 
 def evaluate_stage(
     cfg: Config, dataset: Path, runs: Path, evals: Path, workers: int = 1, stage: int = 3, what: str = "the test split",
-    times: StageTimes | None = None,
+    times: StageTimes | None = None, timed_as: str = "evaluate {name}",
 ) -> dict[str, dict]:
+    """Evaluate every model of the experiment (each with its own eval settings, ``model_config``) on
+    the test split of ``dataset``; ``timed_as`` names each evaluation in ``times``."""
     from .evaluation.evaluate import evaluate_checkpoint
 
     results = {}
-    suffix = "" if stage == 3 else " on the real meshes"
     for name in cfg.experiment.models:
         checkpoint = runs / name / "model_best.pt"
         folder = evals / name
-        model_cfg = model_config(cfg, name)  # the eval section with the model's eval.precision
+        model_cfg = model_config(cfg, name)  # the eval section with the model's own eval.precision, ...
         if evaluation_current(folder, checkpoint, model_cfg, dataset):
             _stage(stage, f"evaluate {name} on {what}: up to date ({folder / 'metrics.json'}), skipped")
         else:
             _stage(stage, f"evaluate {name} on {what} -> {folder}")
-            with _timed(times, f"evaluate {name}{suffix}"):
+            with _timed(times, timed_as.format(name=name)):
                 evaluate_checkpoint(checkpoint, dataset, split="test", out=folder, eval_cfg=model_cfg.eval, workers=workers)
         results[name] = json.loads((folder / "metrics.json").read_text())
     return results
@@ -311,7 +312,8 @@ def real_meshes_stage(real: RealMeshes | None, why: str, out: Path, runs: Path, 
         return None
     _stage(4, f"real meshes: {real.folder} -> {out / 'real' / 'eval'}")
     what = f"the real meshes ({real.folder})"
-    return evaluate_stage(real.cfg, real.dataset, runs, out / "real" / "eval", workers, stage=4, what=what, times=times)
+    return evaluate_stage(real.cfg, real.dataset, runs, out / "real" / "eval", workers, stage=4, what=what, times=times,
+                          timed_as="evaluate {name} on the real meshes")
 
 
 def _figure_objects(metrics: dict, per_category: int) -> list[dict]:
