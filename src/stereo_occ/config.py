@@ -256,6 +256,11 @@ class EvalConfig:
     axis_copies: int = 8
 
 
+AXIS_COPIES = (1, 2, 4, 8)
+"""How many copies of an image the axis estimator may average over (``eval.axis_copies``): the image,
+its mirror, its quarter turns, both (models/axis_estimator.py, ``image_copies``)."""
+
+
 @dataclass
 class ReconstructConfig:
     """What ``stereo-occ reconstruct`` writes (threshold and coarse grid follow the eval section)."""
@@ -455,8 +460,9 @@ def validate(cfg: Config) -> None:
         raise UserError(f"axis.kappa must be positive (got {cfg.axis.kappa})")
     if not cfg.axis.handle_weight >= 0:
         raise UserError(f"axis.handle_weight must be 0 or more (got {cfg.axis.handle_weight})")
-    if cfg.eval.axis_copies not in (1, 2, 4, 8):
-        raise UserError(f"eval.axis_copies must be 1, 2, 4 or 8 (got {cfg.eval.axis_copies})")
+    if cfg.eval.axis_copies not in AXIS_COPIES:
+        raise UserError(f"eval.axis_copies must be {', '.join(map(str, AXIS_COPIES[:-1]))} or {AXIS_COPIES[-1]} "
+                        f"(got {cfg.eval.axis_copies})")
     if cfg.model.align_handle and not cfg.model.align_axis:
         raise UserError("model.align_handle turns the axis frame towards the handle: it needs model.align_axis=true")
     for category, share in cfg.data.category_shares.items():

@@ -141,8 +141,7 @@ class Reconstructor:
         self.cfg = cfg
         # the checkpoint's threshold (chosen on validation) unless eval_cfg fixes one
         self.eval_cfg = resolved(eval_cfg or cfg.eval, cfg.eval.threshold)
-        if hasattr(model, "set_axis_copies"):
-            model.set_axis_copies(self.eval_cfg.axis_copies)
+        model.set_axis_copies(self.eval_cfg.axis_copies)
         reconstruct_cfg = reconstruct_cfg or cfg.reconstruct
         self.max_faces = reconstruct_cfg.max_faces
         if self.max_faces < 0:

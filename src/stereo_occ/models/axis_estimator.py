@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import AXIS_COPIES
 from .cameras import Cameras
 
 
@@ -212,10 +213,6 @@ class AxisEstimator(nn.Module):
         return F.normalize((probability * near) @ self.directions, dim=-1)
 
 
-IMAGE_COPIES = (1, 2, 4, 8)
-"""How many copies of an image the estimator may average over: itself, mirrored, turned by quarter turns."""
-
-
 def image_copies(images: Tensor, copies: int) -> tuple[Tensor, Tensor]:
     """``(B, 3, H, W)`` square images -> ``(copies * B, 3, H, W)`` copies of them, copy-major, and each
     copy's ``(3, 3)`` map T from a direction in the image's camera frame to the copy's (``(copies, 3, 3)``).
@@ -227,8 +224,8 @@ def image_copies(images: Tensor, copies: int) -> tuple[Tensor, Tensor]:
     columns) shows a camera-frame direction ``(x, y, z)`` as ``(y, -x, z)``; the principal point is
     the image's centre (the rig's).
     """
-    if copies not in IMAGE_COPIES:
-        raise ValueError(f"the axis estimator averages over {', '.join(map(str, IMAGE_COPIES))} copies of an image (got {copies})")
+    if copies not in AXIS_COPIES:
+        raise ValueError(f"the axis estimator averages over {', '.join(map(str, AXIS_COPIES))} copies of an image (got {copies})")
     if images.shape[-1] != images.shape[-2]:
         raise ValueError(f"turned copies need square images (got {tuple(images.shape[-2:])})")
     turn = torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
