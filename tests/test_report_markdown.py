@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stereo_occ.report.markdown import differences_table, main, model_table
+from stereo_occ.report.markdown import differences_table, main, model_table, visibility_table
 from test_report_evidence import _diff, _results
 
 
@@ -47,3 +47,22 @@ def test_the_command_prints_both_tables_and_refuses_a_missing_file(tmp_path, cap
     assert "not evaluated" in out  # the stereo model's real meshes were missing
     with pytest.raises(SystemExit, match="no such file"):
         main([str(tmp_path / "nothing.json")])
+
+
+def test_the_visibility_table_splits_what_each_model_lost():
+    results = _complete()
+    assert visibility_table(results) == ""  # results written before session 30 have no such fields
+    for entry, (lost_seen, lost_hidden) in zip(results["models"].values(), ((0.20, 0.60), (0.05, 0.70))):
+        iou = entry["iou"]
+        entry["iou_lost_seen"] = {c: lost_seen for c in iou}
+        entry["iou_lost_hidden"] = {c: lost_hidden for c in iou}
+        entry["iou_lost_outside"] = {c: 0.0 for c in iou}
+        entry["iou_given_depth"] = {c: v + 0.1 for c, v in iou.items()}
+    rows = visibility_table(results).splitlines()
+    assert len(rows) == 2 + 2
+    mono = rows[2].split(" | ")
+    assert mono[1] == "0.171 / 0.181 / 0.191: 0.181" and mono[2] == "0.271 / 0.281 / 0.291: 0.281"
+    assert mono[3] == "0.200 / 0.200 / 0.200: 0.200" and rows[2].endswith("| 75% |")  # 0.60 of 0.80 lost
+    assert rows[3].endswith("| 93% |")  # 0.70 of 0.75
+    del results["models"]["stereo"]["iou_given_depth"]
+    assert len(visibility_table(results).splitlines()) == 3  # a model without the fields has no row

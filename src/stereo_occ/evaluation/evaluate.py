@@ -9,7 +9,9 @@ test item (the object seen from one stored view): encode the stereo pair once, a
 2. a mesh by MISE + marching cubes over the object's padded box (the grid follows the object's box,
    exactly the region the uniform points and the training targets fill), so the mesh comes out in
    the object frame, where the truth is;
-3. mesh IoU (containment of the same points in that mesh), and Chamfer-L1, normal consistency and
+3. where its wrong points lie: in space either view's true depth shows empty, or hidden from both
+   views (``visibility.py``), and its IoU with both visible surfaces given;
+4. mesh IoU (containment of the same points in that mesh), and Chamfer-L1, normal consistency and
    F-score against the truth's surface sample (these are unchanged by a rotation, so nothing of
    the truth is rotated per view); the mesh is then turned into the rig frame to be saved, like
    every prediction.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +54,7 @@ from .metrics import (
 )
 from .mise import extract_mesh, save_mesh
 from .threshold import resolved
+from .visibility import VISIBILITY_METRICS, Visibility
 
 
 
@@ -64,6 +68,13 @@ class ObjectResult:
     iou: float
     volume_precision: float
     volume_recall: float
+    # what the pair can see (visibility.py): IoU lost in space a view's depth shows empty, lost where
+    # both views are blind, lost outside an image; and the IoU with both visible surfaces given.
+    # NaN for an item without depth maps
+    iou_lost_seen: float
+    iou_lost_hidden: float
+    iou_lost_outside: float
+    iou_given_depth: float
     mesh_iou: float
     chamfer_l1: float
     accuracy: float
@@ -202,6 +213,12 @@ def evaluate_item(
     predicted = None if is_empty(mesh) else SurfaceSample.from_mesh(mesh, eval_cfg.n_surface_points, seed=seed + 1)
     surface = compare_surfaces(predicted, truth.surface, eval_cfg.fscore_tau)
     volume_precision, volume_recall = volume_precision_recall(probs, truth.occupied, eval_cfg.threshold)
+    if "depth" in item:
+        visibility = Visibility.of_points(truth.points @ rotation.T, item["depth"].numpy(),
+                                          item["K"].numpy(), item["world_to_cam"].numpy())
+        seen_by_pair = visibility.metrics(probs >= eval_cfg.threshold, truth.occupied)
+    else:
+        seen_by_pair = dict.fromkeys(VISIBILITY_METRICS, math.nan)
     result = ObjectResult(
         object_id=object_id,
         category=category,
@@ -209,6 +226,7 @@ def evaluate_item(
         iou=probability_iou(probs, truth.occupied, eval_cfg.threshold),
         volume_precision=volume_precision,
         volume_recall=volume_recall,
+        **seen_by_pair,
         mesh_iou=iou(mesh_contains(mesh, truth.points), truth.occupied),
         **surface.as_dict(),
         n_faces=int(len(mesh.faces)),
@@ -268,9 +286,10 @@ class _Evaluator:
         if not read_split(dataset, split):
             raise UserError(f"{dataset}: the {split} split is empty")
         views = "first" if self.eval_cfg.views_per_object == 1 else self.eval_cfg.views_per_object
-        # Items carry only images and cameras here; the points come from each object's ObjectTruth.
+        # Items carry only images, depth maps and cameras here; the points come from each object's ObjectTruth.
         self.data = StereoOccupancyDataset(
-            dataset, split, points_per_sample=1, uniform_only=True, views=views, seed=self.cfg.data.seed
+            dataset, split, points_per_sample=1, uniform_only=True, views=views, seed=self.cfg.data.seed,
+            load_depth=True,
         )
         self.per_view = len(self.data) // len(self.data.objects)
         self.box = box_half_side(self.cfg.dataset.occupancy)

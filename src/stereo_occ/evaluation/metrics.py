@@ -33,8 +33,10 @@ import trimesh
 from pykdtree.kdtree import KDTree
 
 from ..config import CATEGORIES
+from .visibility import VISIBILITY_METRICS
 
-SUMMARY_METRICS = ("iou", "volume_precision", "volume_recall", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
+SUMMARY_METRICS = ("iou", "volume_precision", "volume_recall", *VISIBILITY_METRICS, "mesh_iou", "chamfer_l1",
+                   "normal_consistency", "fscore")
 """The metrics reported per category (every per-object field is in ``per_object``)."""
 
 EMPTY_MESH_METRICS: dict[str, float] = {

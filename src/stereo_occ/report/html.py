@@ -282,6 +282,52 @@ def _per_category_tables(models: Mapping[str, Any]) -> str:
     return f'<div class="cards">{"".join(parts)}</div>'
 
 
+VISIBILITY_COLUMNS: tuple[str, ...] = (
+    "IoU (mug / bowl / bottle: mean)",
+    "IoU given both views' depth",
+    "IoU lost where a view sees",
+    "IoU lost where both views are blind",
+    "wrong points hidden from both",
+)
+"""The columns of "What the pair can see" (evaluation/visibility.py), the report's and the README's."""
+
+
+def visibility_cells(m: Mapping[str, Any]) -> list[str] | None:
+    """One model's row of "What the pair can see" as plain text, or None for results without it."""
+
+    def by_category(key: str) -> str:
+        values = m.get(key)
+        if not isinstance(values, Mapping) or not all(isinstance(values.get(c), (int, float)) for c in (*CATEGORIES, "mean")):
+            return ""
+        return " / ".join(f"{values[c]:.3f}" for c in CATEGORIES) + f": {values['mean']:.3f}"
+
+    cells = [by_category(key) for key in ("iou", "iou_given_depth", "iou_lost_seen", "iou_lost_hidden")]
+    if not all(cells):
+        return None
+    lost = [_mean(m.get(key)) for key in ("iou_lost_seen", "iou_lost_hidden", "iou_lost_outside")]
+    share = lost[1] / sum(lost) if all(isinstance(v, (int, float)) for v in lost) and sum(lost) > 0 else math.nan
+    return cells + [f"{100 * share:.0f}%"]
+
+
+def _visibility(models: Mapping[str, Any]) -> str:
+    rows = [(name, visibility_cells(m)) for name, m in models.items()]
+    rows = [(name, cells) for name, cells in rows if cells is not None]
+    if not rows:
+        return ""
+    head = "<tr><th>model</th>" + "".join(f"<th>{_e(c)}</th>" for c in VISIBILITY_COLUMNS) + "</tr>"
+    body = "".join(f"<tr><td>{_e(name)}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>" for name, cells in rows)
+    note = (
+        '<p class="note">Each point of the test items is classed by the true depth maps of the two views: '
+        "seen (in front of either view's visible surface: a perfect stereo matcher knows it is empty) or "
+        "hidden (behind both visible surfaces: only a shape prior can place it). IoU + lost where a view "
+        "sees + lost where both are blind (+ a little outside an image) = 1. IoU given both views' depth: "
+        "the prediction with every point either view shows empty removed, so the most that reading the "
+        "pair's visible surfaces perfectly could add (docs/evaluation.md, &ldquo;What the pair can "
+        "see&rdquo;).</p>"
+    )
+    return f'<div class="scroll"><table>{head}{body}</table></div>{note}'
+
+
 DIFFERENCE_METRICS: tuple[str, ...] = ("iou", "mesh_iou", "chamfer_l1", "fscore")
 """The columns of the differences table."""
 
@@ -566,6 +612,9 @@ def render_report(inputs: ReportInputs, base: Path) -> str:
     differences = _differences(results.get("differences"), "On the test split:")
     if differences:
         sections += ["<h2>Is the difference real?</h2>", differences]
+    visibility = _visibility(models)
+    if visibility:
+        sections += ["<h2>What the pair can see</h2>", visibility]
     real = _real_meshes(models, results.get("real_differences"))
     if real:
         sections += ["<h2>Real meshes</h2>", real]

@@ -3,7 +3,8 @@
     python -m stereo_occ.report.markdown runs/quick/results.json
 
 Prints Markdown tables: each model's test metrics beside the study's Table 1, the paired
-differences of mean IoU over the same test objects (and real meshes), per category, and (for runs
+differences of mean IoU over the same test objects (and real meshes), per category, where each
+model's IoU is lost (in space a view sees, or hidden from both; runs since session 30) and (runs
 since session 29) the seconds each stage took. The HTML report
 (:mod:`.html`) shows the same numbers; this is the form that goes into a README or a note.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from ..config import CATEGORIES
 from ..evaluation.statistics import significant
 from ..stage_times import timing_rows
-from .html import STUDY_IOU
+from .html import STUDY_IOU, VISIBILITY_COLUMNS, visibility_cells
 
 
 def _ci(interval: list[float]) -> str:
@@ -68,6 +69,19 @@ def differences_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def visibility_table(results: dict) -> str:
+    """Where each model's IoU is lost: in space a view sees, or where both are blind (empty for results
+    written before session 30)."""
+    rows = [(name, visibility_cells(m)) for name, m in results["models"].items()]
+    rows = [(name, cells) for name, cells in rows if cells is not None]
+    if not rows:
+        return ""
+    head = ["model", *VISIBILITY_COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([name, *cells]) + " |" for name, cells in rows]
+    return "\n".join(lines)
+
+
 def timings_table(results: dict) -> str:
     """Seconds per stage (``results["timings"]``; empty for results written before session 29)."""
     timings = results.get("timings") or {}
@@ -90,10 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     print(model_table(results))
     print()
     print(differences_table(results))
-    timings = timings_table(results)
-    if timings:
-        print()
-        print(timings)
+    for table in (visibility_table(results), timings_table(results)):
+        if table:
+            print()
+            print(table)
 
 
 if __name__ == "__main__":
