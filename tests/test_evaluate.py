@@ -59,7 +59,7 @@ def test_select_objects_takes_categories_in_turn():
 
 @pytest.mark.slow
 def test_oracle_scores_perfectly_in_the_rig_frame(tiny_dataset):
-    data = StereoOccupancyDataset(tiny_dataset, "test", points_per_sample=0, uniform_only=True, views=2)
+    data = StereoOccupancyDataset(tiny_dataset, "test", points_per_sample=0, uniform_only=True, views=2, load_depth=True)
     box = box_half_side(dataset_config(tiny_dataset).occupancy)
     item = data[1]  # object 0, view 1: a rotation that is not the identity
     rotation = item["rotation"].numpy().astype(np.float64)
@@ -71,6 +71,7 @@ def test_oracle_scores_perfectly_in_the_rig_frame(tiny_dataset):
         object_id=data.object_ids[0], category=data.categories[0],
     )
     assert result.iou > 0.999
+    assert result.iou_given_depth > 0.999 and result.iou_lost_seen == 0.0  # nothing it predicts is seen empty
     assert result.mesh_iou > 0.9
     print(result)
     # What 128^3 marching cubes of a binary function can reach (vertices within half a cell)
@@ -95,7 +96,8 @@ def test_evaluation_runs_the_network_in_the_precision_it_trained_in(tiny_dataset
     assert inference_dtype(rig, "auto") == (torch.bfloat16 if cpu_computes_bf16() else None)
     assert inference_dtype(rig, "fp32") is None and inference_dtype(mono, "bf16") == torch.bfloat16
 
-    data = StereoOccupancyDataset(tiny_dataset, "test", points_per_sample=0, uniform_only=True, views=1)
+    data = StereoOccupancyDataset(tiny_dataset, "test", points_per_sample=0, uniform_only=True, views=1,
+                                  load_depth=True)
     truth = ObjectTruth.from_object(data.objects[0], FAST_EVAL)
     box = box_half_side(dataset_config(tiny_dataset).occupancy)
     decoder_dtypes: list[torch.dtype] = []
@@ -156,7 +158,8 @@ class EmptyModel(OracleModel):
 
 @pytest.mark.slow
 def test_empty_prediction_gets_the_worst_values(tiny_dataset):
-    data = StereoOccupancyDataset(tiny_dataset, "test", points_per_sample=0, uniform_only=True, views="first")
+    data = StereoOccupancyDataset(tiny_dataset, "test", points_per_sample=0, uniform_only=True, views="first",
+                                  load_depth=True)
     item = data[0]
     gt = data.objects[0].mesh()
     truth = ObjectTruth.from_object(data.objects[0], FAST_EVAL)
@@ -166,6 +169,32 @@ def test_empty_prediction_gets_the_worst_values(tiny_dataset):
     assert len(mesh.faces) == 0 and result.n_faces == 0
     assert result.iou == 0.0 and result.mesh_iou == 0.0
     assert result.chamfer_l1 == pytest.approx(np.sqrt(3)) and result.fscore == 0.0 and result.normal_consistency == 0.0
+    # every occupied point is missed, and (margin aside) the views' depth never shows one empty
+    assert result.iou_lost_seen < 0.01
+    assert result.iou_lost_surface + result.iou_lost_hidden + result.iou_lost_outside > 0.99
+    with pytest.raises(UserError, match="depth maps"):
+        evaluate_item(EmptyModel(gt, np.eye(3)), {k: v for k, v in item.items() if k != "depth"}, truth, FAST_EVAL,
+                      0.55, object_id=data.object_ids[0], category=data.categories[0])
+
+
+class FullModel(OracleModel):
+    """Predicts that the whole box is occupied."""
+
+    def decode(self, points, code):
+        return torch.full(points.shape[:2], 20.0)
+
+
+@pytest.mark.slow
+def test_what_the_views_show_empty_is_what_a_full_box_loses(tiny_dataset):
+    data = StereoOccupancyDataset(tiny_dataset, "test", points_per_sample=0, uniform_only=True, views="first",
+                                  load_depth=True)
+    truth = ObjectTruth.from_object(data.objects[0], FAST_EVAL)
+    result, _ = evaluate_item(FullModel(data.objects[0].mesh(), np.eye(3)), data[0], truth, FAST_EVAL, 0.55,
+                              object_id=data.object_ids[0], category=data.categories[0])
+    lost = result.iou_lost_seen + result.iou_lost_surface + result.iou_lost_hidden + result.iou_lost_outside
+    assert result.iou + lost == pytest.approx(1.0)
+    assert result.iou_lost_seen > 0.5 > result.iou_lost_hidden  # most of the box is in view and empty
+    assert result.iou_given_depth > result.iou + 0.2
 
 
 @pytest.mark.slow

@@ -217,9 +217,10 @@ def test_what_the_pair_can_see_is_shown_only_with_its_fields(tmp_path):
     assert "<h2>What the pair can see</h2>" not in render_report(ReportInputs(results=results), tmp_path)
     for entry in results["models"].values():
         entry["iou_lost_seen"] = _per_category(0.1)
-        entry["iou_lost_hidden"] = _per_category(0.6)
+        entry["iou_lost_surface"] = _per_category(0.1)
+        entry["iou_lost_hidden"] = _per_category(0.5)
         entry["iou_lost_outside"] = _per_category(0.0)
         entry["iou_given_depth"] = _per_category(0.3)
     section = _text(_section(render_report(ReportInputs(results=results), tmp_path), "What the pair can see"))
     assert "IoU given both views' depth" in section
-    assert "0.290 / 0.300 / 0.310: 0.300" in section and "86%" in section  # 0.6 of 0.7 lost where both are blind
+    assert "0.290 / 0.300 / 0.310: 0.300" in section and "71%" in section  # 0.5 of 0.7 lost where both are blind

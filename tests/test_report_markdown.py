@@ -55,6 +55,7 @@ def test_the_visibility_table_splits_what_each_model_lost():
     for entry, (lost_seen, lost_hidden) in zip(results["models"].values(), ((0.20, 0.60), (0.05, 0.70))):
         iou = entry["iou"]
         entry["iou_lost_seen"] = {c: lost_seen for c in iou}
+        entry["iou_lost_surface"] = {c: 0.0 for c in iou}
         entry["iou_lost_hidden"] = {c: lost_hidden for c in iou}
         entry["iou_lost_outside"] = {c: 0.0 for c in iou}
         entry["iou_given_depth"] = {c: v + 0.1 for c, v in iou.items()}
@@ -64,5 +65,7 @@ def test_the_visibility_table_splits_what_each_model_lost():
     assert mono[1] == "0.171 / 0.181 / 0.191: 0.181" and mono[2] == "0.271 / 0.281 / 0.291: 0.281"
     assert mono[3] == "0.200 / 0.200 / 0.200: 0.200" and rows[2].endswith("| 75% |")  # 0.60 of 0.80 lost
     assert rows[3].endswith("| 93% |")  # 0.70 of 0.75
+    results["models"]["mono"]["iou_given_depth"]["bowl"] = None  # a category without test objects
+    assert visibility_table(results).splitlines()[2].split(" | ")[2] == "0.271 / – / 0.291: 0.281"
     del results["models"]["stereo"]["iou_given_depth"]
     assert len(visibility_table(results).splitlines()) == 3  # a model without the fields has no row

@@ -9,8 +9,8 @@ test item (the object seen from one stored view): encode the stereo pair once, a
 2. a mesh by MISE + marching cubes over the object's padded box (the grid follows the object's box,
    exactly the region the uniform points and the training targets fill), so the mesh comes out in
    the object frame, where the truth is;
-3. where its wrong points lie: in space either view's true depth shows empty, or hidden from both
-   views (``visibility.py``), and its IoU with both visible surfaces given;
+3. where its wrong points lie: in space either view's true depth shows empty, at a visible surface,
+   or hidden from both views (``visibility.py``), and its IoU with both visible surfaces given;
 4. mesh IoU (containment of the same points in that mesh), and Chamfer-L1, normal consistency and
    F-score against the truth's surface sample (these are unchanged by a rotation, so nothing of
    the truth is rotated per view); the mesh is then turned into the rig frame to be saved, like
@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,7 +53,7 @@ from .metrics import (
 )
 from .mise import extract_mesh, save_mesh
 from .threshold import resolved
-from .visibility import VISIBILITY_METRICS, Visibility
+from .visibility import Visibility
 
 
 
@@ -68,10 +67,10 @@ class ObjectResult:
     iou: float
     volume_precision: float
     volume_recall: float
-    # what the pair can see (visibility.py): IoU lost in space a view's depth shows empty, lost where
-    # both views are blind, lost outside an image; and the IoU with both visible surfaces given.
-    # NaN for an item without depth maps
+    # what the pair can see (visibility.py): IoU lost in space a view's depth shows empty, at a visible
+    # surface, where both views are blind, outside an image; and the IoU with both visible surfaces given
     iou_lost_seen: float
+    iou_lost_surface: float
     iou_lost_hidden: float
     iou_lost_outside: float
     iou_given_depth: float
@@ -195,6 +194,8 @@ def evaluate_item(
     ``eval_cfg.threshold`` None (no checkpoint to take one from) means ONet's 0.2; the network runs
     at ``eval_cfg.precision`` (:func:`inference_dtype`).
     """
+    if "depth" not in item:
+        raise UserError("an evaluated item needs its views' depth maps (StereoOccupancyDataset(..., load_depth=True))")
     start = time.perf_counter()
     eval_cfg = resolved(eval_cfg, None)
     cameras = Cameras.from_batch(item)
@@ -213,12 +214,9 @@ def evaluate_item(
     predicted = None if is_empty(mesh) else SurfaceSample.from_mesh(mesh, eval_cfg.n_surface_points, seed=seed + 1)
     surface = compare_surfaces(predicted, truth.surface, eval_cfg.fscore_tau)
     volume_precision, volume_recall = volume_precision_recall(probs, truth.occupied, eval_cfg.threshold)
-    if "depth" in item:
-        visibility = Visibility.of_points(truth.points @ rotation.T, item["depth"].numpy(),
-                                          item["K"].numpy(), item["world_to_cam"].numpy())
-        seen_by_pair = visibility.metrics(probs >= eval_cfg.threshold, truth.occupied)
-    else:
-        seen_by_pair = dict.fromkeys(VISIBILITY_METRICS, math.nan)
+    visibility = Visibility.of_points(truth.points @ rotation.T, item["depth"].numpy(), item["K"].numpy(),
+                                      item["world_to_cam"].numpy())
+    seen_by_pair = visibility.metrics(probs >= eval_cfg.threshold, truth.occupied)
     result = ObjectResult(
         object_id=object_id,
         category=category,

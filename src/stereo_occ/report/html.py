@@ -285,28 +285,30 @@ def _per_category_tables(models: Mapping[str, Any]) -> str:
 VISIBILITY_COLUMNS: tuple[str, ...] = (
     "IoU (mug / bowl / bottle: mean)",
     "IoU given both views' depth",
-    "IoU lost where a view sees",
-    "IoU lost where both views are blind",
-    "wrong points hidden from both",
+    "IoU lost where a view sees empty space",
+    "lost at a visible surface",
+    "lost where both views are blind",
+    "share of the lost IoU where both are blind",
 )
 """The columns of "What the pair can see" (evaluation/visibility.py), the report's and the README's."""
 
 
 def visibility_cells(m: Mapping[str, Any]) -> list[str] | None:
     """One model's row of "What the pair can see" as plain text, or None for results without it."""
+    keys = ("iou", "iou_given_depth", "iou_lost_seen", "iou_lost_surface", "iou_lost_hidden")
+    if not all(isinstance(m.get(key), Mapping) for key in keys):
+        return None
+
+    def number(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, (int, float)) and math.isfinite(value) else "–"
 
     def by_category(key: str) -> str:
-        values = m.get(key)
-        if not isinstance(values, Mapping) or not all(isinstance(values.get(c), (int, float)) for c in (*CATEGORIES, "mean")):
-            return ""
-        return " / ".join(f"{values[c]:.3f}" for c in CATEGORIES) + f": {values['mean']:.3f}"
+        values = m[key]
+        return " / ".join(number(values.get(c)) for c in CATEGORIES) + f": {number(values.get('mean'))}"
 
-    cells = [by_category(key) for key in ("iou", "iou_given_depth", "iou_lost_seen", "iou_lost_hidden")]
-    if not all(cells):
-        return None
-    lost = [_mean(m.get(key)) for key in ("iou_lost_seen", "iou_lost_hidden", "iou_lost_outside")]
-    share = lost[1] / sum(lost) if all(isinstance(v, (int, float)) for v in lost) and sum(lost) > 0 else math.nan
-    return cells + [f"{100 * share:.0f}%"]
+    lost = [_mean(m.get(key)) for key in ("iou_lost_seen", "iou_lost_surface", "iou_lost_hidden", "iou_lost_outside")]
+    known = all(isinstance(v, (int, float)) for v in lost) and sum(lost) > 0
+    return [by_category(key) for key in keys] + [f"{100 * lost[2] / sum(lost):.0f}%" if known else "–"]
 
 
 def _visibility(models: Mapping[str, Any]) -> str:
@@ -318,12 +320,12 @@ def _visibility(models: Mapping[str, Any]) -> str:
     body = "".join(f"<tr><td>{_e(name)}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>" for name, cells in rows)
     note = (
         '<p class="note">Each point of the test items is classed by the true depth maps of the two views: '
-        "seen (in front of either view's visible surface: a perfect stereo matcher knows it is empty) or "
-        "hidden (behind both visible surfaces: only a shape prior can place it). IoU + lost where a view "
-        "sees + lost where both are blind (+ a little outside an image) = 1. IoU given both views' depth: "
-        "the prediction with every point either view shows empty removed, so the most that reading the "
-        "pair's visible surfaces perfectly could add (docs/evaluation.md, &ldquo;What the pair can "
-        "see&rdquo;).</p>"
+        "seen empty (in front of either view's visible surface: a perfect stereo matcher knows it is "
+        "empty), at a visible surface (up to 0.05 behind it: the visible wall, where a matcher pins the "
+        "front but not the thickness), or blind (deeper behind both: only a shape prior can place it). "
+        "IoU + the three losses (+ a little outside an image) = 1. IoU given both views' depth: the "
+        "prediction with every point either view shows empty removed (docs/evaluation.md, &ldquo;What "
+        "the pair can see&rdquo;).</p>"
     )
     return f'<div class="scroll"><table>{head}{body}</table></div>{note}'
 
