@@ -14,6 +14,7 @@ import torch
 from conftest import tiny_config
 from stereo_occ.config import CATEGORIES, to_dict
 from stereo_occ.errors import UserError
+from stereo_occ.evaluation.metrics import SUMMARY_METRICS
 from stereo_occ.experiment import run_experiment, training_finished
 
 FAST = [
@@ -32,7 +33,7 @@ FAST = [
     "eval.mise_resolution=16",
     "eval.mise_steps=1",
 ]
-METRICS = ("iou", "volume_precision", "volume_recall", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore")
+METRICS = SUMMARY_METRICS  # every metric, the split of what the pair can see included
 
 
 def two_mesh_folder(root):
@@ -222,6 +223,7 @@ def test_experiment_end_to_end_then_resumes(tiny_dataset, tmp_path, capsys):
     report = (out / "report.html").read_text()
     assert "0.1896" in report and "0.1153" in report
     assert "field of view" in report and "60 degrees" in report  # part of what the numbers mean
+    assert "<h2>What the pair can see</h2>" in report
     assert f"{results['models']['stereo']['iou']['mean']:.4f}" in report
     figure = json.loads((out / "figure" / "figure.json").read_text())
     assert figure["columns"] == ["left input", "ground truth", "mono", "stereo"]
