@@ -7,6 +7,7 @@ import json
 import math
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,6 +106,14 @@ def test_a_shared_axis_estimator_trained_with_other_settings_is_stale(tmp_path):
     torch.save(record, path)
     assert stale_estimator_settings(path, tiny_config("axis.steps=40", "axis.bins=0")) == ["axis.norm"]
     assert stale_estimator_settings(path, tiny_config("axis.steps=40", "axis.bins=0", "axis.norm=group")) == []
+    # an experiment folder moved or copied elsewhere keeps its estimator; another dataset does not
+    moved = tiny_config("axis.steps=40", "axis.extra_datasets=[new/axis-dataset]")
+    save_axis_estimator(AxisEstimator(width=8), path, {"up_axis": "z", "axis": to_dict(
+        tiny_config("axis.steps=40", "axis.extra_datasets=[old/axis-dataset]").axis)})
+    assert stale_estimator_settings(path, moved, own_dataset=Path("new/axis-dataset")) == []
+    assert stale_estimator_settings(path, moved) == ["axis.extra_datasets"]
+    other = tiny_config("axis.steps=40", "axis.extra_datasets=[mine,new/axis-dataset]")
+    assert stale_estimator_settings(path, other, own_dataset=Path("new/axis-dataset")) == ["axis.extra_datasets"]
     # the experiment says so before it trains anything along it
     aligned = tiny_config("axis.steps=50", "experiment.models=[rig-mono]", "model.align_axis=true")
     with pytest.raises(UserError, match=r"axis.steps.*delete it and the runs"):

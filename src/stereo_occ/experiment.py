@@ -98,6 +98,9 @@ def build_stage(cfg: Config, dataset: Path, workers: int, stage: int = 1) -> Non
         )
 
 
+AXIS_DATASET = "axis-dataset"
+"""The folder of an experiment's own objects for the axis estimator (``experiment.axis_objects``)."""
+
 RUN_LENGTH_KEYS = ("iterations", "val_every", "checkpoint_every", "log_every", "val_batch_size")
 """Train settings that may change between runs of an experiment: a longer run resumes the old one."""
 
@@ -143,9 +146,14 @@ def training_finished(run: Path, cfg: Config) -> bool:
     )
 
 
-def stale_estimator_settings(path: Path, cfg: Config) -> list[str]:
+def stale_estimator_settings(path: Path, cfg: Config, own_dataset: Path | None = None) -> list[str]:
     """The ``axis`` settings (and ``data.up_axis``, ``data.handle_axis``) of ``cfg`` that the estimator at ``path`` was not
-    trained with. Estimators from before the summary held every setting are compared on those it has."""
+    trained with. Estimators from before the summary held every setting are compared on those it has.
+
+    ``own_dataset``: the experiment's own axis dataset (``D/axis-dataset``, the last of
+    ``axis.extra_datasets``), compared by its folder's name rather than its path, so that an experiment
+    folder that was moved or copied keeps its estimator (like ``model.axis_estimator``, where a file
+    lies is not how it was trained)."""
     from .training.axis import load_axis_estimator
 
     record = load_axis_estimator(path)
@@ -155,7 +163,12 @@ def stale_estimator_settings(path: Path, cfg: Config) -> list[str]:
         trained = {k: v for k, v in summary.items() if k != "precision"}  # the one used, not the setting)
     # the kind the file holds: files before session 25 regress, those before session 28 have GroupNorm
     trained = {**trained, "bins": int(record.get("bins", 0)), "norm": record.get("norm", "group")}
-    differ = [f"axis.{key}" for key, value in to_dict(cfg.axis).items() if key in trained and trained[key] != value]
+    wanted = to_dict(cfg.axis)
+    if own_dataset is not None and wanted["extra_datasets"][-1:] == [str(own_dataset)]:
+        extra = list(trained.get("extra_datasets", []))
+        if extra and Path(extra[-1]).name == own_dataset.name:
+            trained["extra_datasets"] = [*extra[:-1], str(own_dataset)]
+    differ = [f"axis.{key}" for key, value in wanted.items() if key in trained and trained[key] != value]
     if summary.get("up_axis", cfg.data.up_axis) != cfg.data.up_axis:
         differ.append("data.up_axis")
     if summary.get("handle_axis", "") != cfg.data.handle_axis:  # older files found no handle
@@ -194,7 +207,7 @@ def train_stage(cfg: Config, dataset: Path, runs: Path, times: StageTimes | None
     wanted = {name: model_config(cfg, name).model for name in cfg.experiment.models}
     aligned = [name for name, model in wanted.items() if model.align_axis and not model.axis_estimator]
     if aligned and shared_estimator.is_file():
-        differ = stale_estimator_settings(shared_estimator, cfg)
+        differ = stale_estimator_settings(shared_estimator, cfg, own_dataset=dataset.parent / AXIS_DATASET)
         if differ:
             raise UserError(
                 f"{shared_estimator} was trained with other settings ({', '.join(differ[:5])}); delete it and the runs "
@@ -580,9 +593,9 @@ def run_experiment(cfg: Config, out: Path, workers: int = 1) -> dict:
     axis_cfg = axis_objects_config(cfg)
     if axis_cfg is not None:
         with times("dataset of the axis estimator (experiment.axis_objects)"):
-            build_stage(axis_cfg, out / "axis-dataset", workers)
+            build_stage(axis_cfg, out / AXIS_DATASET, workers)
         cfg = dataclasses.replace(cfg, axis=dataclasses.replace(
-            cfg.axis, extra_datasets=[*cfg.axis.extra_datasets, str(out / "axis-dataset")]))
+            cfg.axis, extra_datasets=[*cfg.axis.extra_datasets, str(out / AXIS_DATASET)]))
     train_stage(cfg, dataset, runs, times)
     metrics = evaluate_stage(cfg, dataset, runs, evals, workers, times=times)
     real = real_meshes_stage(real_meshes, real_source, out, runs, workers, times)

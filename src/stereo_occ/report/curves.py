@@ -7,6 +7,8 @@ Each argument is ``NAME=RUN`` (a training run folder, or its ``metrics.csv``). T
 the experiment report: training loss and validation IoU against iterations and against seconds.
 With ``--per-category``: validation IoU of the mean and of each category against training minutes.
 With ``--until N``: only the first N iterations of every run (a long run beside a variant's first steps).
+With ``--against iterations`` (``--per-category``): against iterations instead of minutes, for runs
+whose minutes another job on the machine stretched.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
     parser.add_argument("--per-category", action="store_true", help="validation IoU per category against minutes")
     parser.add_argument("--until", type=int, metavar="N", help="only the first N iterations of every run")
+    parser.add_argument("--against", choices=("minutes", "iterations"), default="minutes",
+                        help="with --per-category: the x axis (default: training minutes)")
     args = parser.parse_args(argv)
     try:
         logs = {}
@@ -36,8 +40,10 @@ def main(argv: list[str] | None = None) -> None:
             csv = Path(path) / "metrics.csv" if Path(path).is_dir() else Path(path)
             logs[name] = read_training_log(csv, until=args.until)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        draw = category_curves_png if args.per_category else training_curves_png
-        write_atomic(args.out, draw(logs))
+        if args.per_category:
+            write_atomic(args.out, category_curves_png(logs, against=args.against))
+        else:
+            write_atomic(args.out, training_curves_png(logs))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

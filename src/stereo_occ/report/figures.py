@@ -268,25 +268,28 @@ def training_curves_png(logs: Mapping[str, TrainingLog], *, dpi: int = 110) -> b
     return buf.getvalue()
 
 
-def category_curves_png(logs: Mapping[str, TrainingLog], *, dpi: int = 110) -> bytes:
-    """Validation IoU per category (and the mean) against training minutes, one panel each.
+def category_curves_png(logs: Mapping[str, TrainingLog], *, against: str = "minutes", dpi: int = 110) -> bytes:
+    """Validation IoU per category (and the mean) against training minutes (or ``against="iterations"``:
+    for runs whose minutes another job on the machine stretched), one panel each.
 
     Mugs and bowls are thin shells and bottles nearly solid: a mean hides which one a change helped.
     """
+    if against not in ("minutes", "iterations"):
+        raise UserError(f"curves against minutes or iterations, not {against!r}")
     panels = ["mean", *CATEGORIES]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.6), dpi=dpi, layout="constrained",
                              sharey=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, log) in enumerate(logs.items()):
-        minutes = log.val_seconds / 60.0
+        x = log.val_seconds / 60.0 if against == "minutes" else log.val_iteration
         for ax, panel in zip(axes, panels):
-            values = log.val_iou if panel == "mean" else log.val_category.get(panel, np.full(len(minutes), np.nan))
+            values = log.val_iou if panel == "mean" else log.val_category.get(panel, np.full(len(x), np.nan))
             if len(values) and not np.isnan(values).all():
-                ax.plot(minutes, values, color=colors[i % len(colors)], marker="o", markersize=3, linewidth=1.6,
+                ax.plot(x, values, color=colors[i % len(colors)], marker="o", markersize=3, linewidth=1.6,
                         label=name)
     for ax, panel in zip(axes, panels):
         ax.set_title(f"{panel} (validation)")
-        ax.set_xlabel("training time (min)")
+        ax.set_xlabel("training time (min)" if against == "minutes" else "iteration")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("IoU")
     handles, labels = axes[0].get_legend_handles_labels()
