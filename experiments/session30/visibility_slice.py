@@ -3,9 +3,9 @@ centre (the plane both cameras stand in, so they look down from the top of each 
 classed by both views' true depth (evaluation/visibility.py), and each model's wrong points coloured by
 their class.
 
-    python experiments/session30/visibility_slice.py --dataset runs/quick29b/dataset --object 0 \
+    python experiments/session30/visibility_slice.py --dataset runs/quick29b/dataset \
         rig-mono=runs/quick29b/runs/rig-mono/model_best.pt rig-stereo=runs/quick29b/runs/rig-stereo/model_best.pt \
-        --out docs/images/s30-what-the-pair-sees.png
+        --object 0 --out docs/images/s30-what-the-pair-sees.png
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main() -> None:
         model.set_axis_copies(eval_cfg.axis_copies)
         models.append((name, model, eval_cfg))
 
-    half = 0.6
+    half = 0.75  # every object lies within 0.75 of its centre (the quick rig's object_radius)
     # rig frame, y = 0; image rows from z = +half (towards the cameras, at the top) to -half
     x, z = np.meshgrid(np.linspace(-half, half, args.size), np.linspace(half, -half, args.size))
     grid = np.stack([x.ravel(), np.zeros(x.size), z.ravel()], axis=1)

@@ -283,7 +283,7 @@ def _per_category_tables(models: Mapping[str, Any]) -> str:
 
 
 VISIBILITY_COLUMNS: tuple[str, ...] = (
-    "IoU (mug / bowl / bottle: mean)",
+    "IoU",
     "IoU given both views' depth",
     "IoU lost where a view sees empty space",
     "lost at a visible surface",
@@ -316,7 +316,7 @@ def _visibility(models: Mapping[str, Any]) -> str:
     rows = [(name, cells) for name, cells in rows if cells is not None]
     if not rows:
         return ""
-    head = "<tr><th>model</th>" + "".join(f"<th>{_e(c)}</th>" for c in VISIBILITY_COLUMNS) + "</tr>"
+    head = "<tr><th>model (mug / bowl / bottle: mean)</th>" + "".join(f"<th>{_e(c)}</th>" for c in VISIBILITY_COLUMNS) + "</tr>"
     body = "".join(f"<tr><td>{_e(name)}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>" for name, cells in rows)
     note = (
         '<p class="note">Each point of the test items is classed by the true depth maps of the two views: '

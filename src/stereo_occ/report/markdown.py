@@ -76,7 +76,7 @@ def visibility_table(results: dict) -> str:
     rows = [(name, cells) for name, cells in rows if cells is not None]
     if not rows:
         return ""
-    head = ["model", *VISIBILITY_COLUMNS]
+    head = ["model (mug / bowl / bottle: mean)", *VISIBILITY_COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([name, *cells]) + " |" for name, cells in rows]
     return "\n".join(lines)
