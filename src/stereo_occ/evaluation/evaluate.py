@@ -202,7 +202,8 @@ def evaluate_item(
     rotation = item["rotation"].numpy().astype(np.float64)
     with autocast(model_device(model), inference_dtype(model, eval_cfg.precision)):
         code = encode_pair(model, item["left"], item["right"], cameras)
-        probs = decode_probs(model, code, truth.points @ rotation.T, eval_cfg.batch_points)
+        points_rig = truth.points @ rotation.T  # the view's rig frame, where the network answers
+        probs = decode_probs(model, code, points_rig, eval_cfg.batch_points)
         mesh, n_queries = extract_mesh(
             occupancy_query(model, code, eval_cfg.batch_points, rotation=rotation),
             resolution=eval_cfg.mise_resolution,
@@ -214,7 +215,7 @@ def evaluate_item(
     predicted = None if is_empty(mesh) else SurfaceSample.from_mesh(mesh, eval_cfg.n_surface_points, seed=seed + 1)
     surface = compare_surfaces(predicted, truth.surface, eval_cfg.fscore_tau)
     volume_precision, volume_recall = volume_precision_recall(probs, truth.occupied, eval_cfg.threshold)
-    visibility = Visibility.of_points(truth.points @ rotation.T, item["depth"].numpy(), item["K"].numpy(),
+    visibility = Visibility.of_points(points_rig, item["depth"].numpy(), item["K"].numpy(),
                                       item["world_to_cam"].numpy())
     seen_by_pair = visibility.metrics(probs >= eval_cfg.threshold, truth.occupied)
     result = ObjectResult(
