@@ -3,7 +3,7 @@
 #   experiments/session12/quick_variant.sh NAME ITERATIONS [overrides...]
 # DATA (default runs/quick/dataset: the README's first command builds it) and OUT (default runs/v).
 # The baseline is the same command with no override; compare with
-#   python experiments/session12/paired.py $OUT/NAME/eval $OUT/BASELINE/eval
+#   stereo-occ compare $OUT/NAME/eval $OUT/BASELINE/eval
 set -e
 DATA=${DATA:-runs/quick/dataset}; OUT=${OUT:-runs/v}
 name=$1; its=$2; shift 2

@@ -8,7 +8,7 @@ the experiment trains it) with the extra ``key=value`` overrides on top, then ev
 ``model_best.pt`` on the test split into ``OUT/eval`` as the experiment does. Compare with the
 study's own run of the model, paired over the same test objects and rotations:
 
-    python experiments/session12/paired.py runs/s17/NAME/eval runs/quick/eval/rig-stereo
+    stereo-occ compare runs/s17/NAME/eval runs/quick/eval/rig-stereo
 """
 
 from __future__ import annotations

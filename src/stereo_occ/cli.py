@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -172,6 +173,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
     p = verbs.add_parser(
+        "compare",
+        help="two evaluations of the same test items, metric by metric, with paired intervals",
+        description=textwrap.fill(
+            "Compare two evaluations (metrics.json files written by evaluate or experiment, or the folders "
+            "holding them) over the test items they share: for each metric, both means, NEW - BASE with its "
+            "95% bootstrap interval over objects (paired: the same objects resampled for both, views of an "
+            "object averaged first), per category, and whether NEW is better, worse or not significantly "
+            "different. Both must hold the same (object, view) items.", 100),
+        epilog="e.g.  stereo-occ compare runs/quick/eval/rig-stereo runs/quick/eval/rig-mono\n"
+        "      stereo-occ compare runs/new/eval/rig-stereo runs/quick/eval/rig-stereo --metrics iou,chamfer_l1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("new", type=Path, help="evaluation of the model or variant under test")
+    p.add_argument("base", type=Path, help="evaluation to compare it with (the baseline)")
+    p.add_argument("--metrics", help="comma-separated metric names (default: every summary metric both hold)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (for a README or a note)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the comparison as JSON")
+
+    p = verbs.add_parser(
         "experiment",
         help="the whole study: dataset, mono and stereo, evaluation, report",
         description="Build the dataset if missing, train every model in experiment.models, evaluate them "
@@ -265,6 +285,19 @@ def run(args: argparse.Namespace) -> None:
             results = reconstruct_folder(args.checkpoint, args.pairs, args.out, fmt=args.format or "ply", **settings)
             if not all(r.ok for r in results):
                 sys.exit(1)
+    elif args.verb == "compare":
+        from .files import write_atomic
+        from .report.compare import Evaluation, as_json, compare, format_comparison
+
+        new, base = Evaluation.load(args.new), Evaluation.load(args.base)
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+        comparisons = compare(new, base, metrics)
+        print(format_comparison(comparisons, new, base, markdown=args.markdown))
+        if args.json is not None:
+            import json
+
+            write_atomic(args.json, json.dumps(as_json(comparisons, new, base), indent=1))
+            print(f"wrote {args.json}")
     elif args.verb == "experiment":
         from .experiment import run_experiment
 

@@ -51,6 +51,11 @@ LABELS: dict[str, str] = {
 }
 """How :func:`describe_difference` names a metric in a sentence."""
 
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {"chamfer_l1", "accuracy", "completeness", "iou_lost_seen", "iou_lost_surface", "iou_lost_hidden", "iou_lost_outside"}
+)
+"""Metrics where a smaller value is the better model (distances, and the IoU lost in each visibility class)."""
+
 Rows = Sequence[Mapping[str, Any]]
 
 
