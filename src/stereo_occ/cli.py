@@ -176,18 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="two evaluations of the same test items, metric by metric, with paired intervals",
         description=textwrap.fill(
-            "Compare two evaluations (metrics.json files written by evaluate or experiment, or the folders "
-            "holding them) over the test items they share: for each metric, both means, NEW - BASE with its "
+            "Compare two evaluations of the same test items (metrics.json files written by evaluate or "
+            "experiment, or the folders holding them): for each metric, both means, NEW - BASE with its "
             "95% bootstrap interval over objects (paired: the same objects resampled for both, views of an "
             "object averaged first), per category, and whether NEW is better, worse or not significantly "
-            "different. Both must hold the same (object, view) items.", 100),
+            "different. Both must hold the same (object, view) items; evaluations of different items are "
+            "refused.", 100),
         epilog="e.g.  stereo-occ compare runs/quick/eval/rig-stereo runs/quick/eval/rig-mono\n"
         "      stereo-occ compare runs/new/eval/rig-stereo runs/quick/eval/rig-stereo --metrics iou,chamfer_l1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("new", type=Path, help="evaluation of the model or variant under test")
     p.add_argument("base", type=Path, help="evaluation to compare it with (the baseline)")
-    p.add_argument("--metrics", help="comma-separated metric names (default: every summary metric both hold)")
+    p.add_argument("--metrics", help="comma-separated metric names, e.g. iou,chamfer_l1,iou_lost_surface "
+                   "(default: every summary metric both hold)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (for a README or a note)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the comparison as JSON")
 
@@ -291,12 +293,12 @@ def run(args: argparse.Namespace) -> None:
 
         new, base = Evaluation.load(args.new), Evaluation.load(args.base)
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-        comparisons = compare(new, base, metrics)
-        print(format_comparison(comparisons, new, base, markdown=args.markdown))
+        comparison = compare(new, base, metrics)
+        print(format_comparison(comparison, markdown=args.markdown))
         if args.json is not None:
             import json
 
-            write_atomic(args.json, json.dumps(as_json(comparisons, new, base), indent=1))
+            write_atomic(args.json, json.dumps(as_json(comparison), indent=1))
             print(f"wrote {args.json}")
     elif args.verb == "experiment":
         from .experiment import run_experiment

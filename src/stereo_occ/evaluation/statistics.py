@@ -51,10 +51,14 @@ LABELS: dict[str, str] = {
 }
 """How :func:`describe_difference` names a metric in a sentence."""
 
-LOWER_IS_BETTER: frozenset[str] = frozenset(
-    {"chamfer_l1", "accuracy", "completeness", "iou_lost_seen", "iou_lost_surface", "iou_lost_hidden", "iou_lost_outside"}
-)
-"""Metrics where a smaller value is the better model (distances, and the IoU lost in each visibility class)."""
+HIGHER_IS_BETTER: dict[str, bool] = {
+    **dict.fromkeys(("iou", "volume_precision", "volume_recall", "iou_given_depth", "mesh_iou", "normal_consistency",
+                     "fscore", "precision", "recall"), True),
+    **dict.fromkeys(("chamfer_l1", "accuracy", "completeness", "iou_lost_seen", "iou_lost_surface", "iou_lost_hidden",
+                     "iou_lost_outside"), False),
+}
+"""Every per-object metric of an evaluation that compares models, and whether a larger value is the
+better model (distances and the IoU lost in each visibility class are better smaller)."""
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -294,7 +298,7 @@ def evidence(
     return intervals, differences
 
 
-def _decimals(*values: float) -> int:
+def decimals(*values: float) -> int:
     """At least 3 decimals, more when needed to show 2 significant digits of the largest value."""
     scale = max((abs(v) for v in values if v), default=0.0)
     if scale == 0.0 or not math.isfinite(scale):
@@ -326,7 +330,7 @@ def describe_difference(
     if not isinstance(d, (int, float)) or not isinstance(ci, Sequence) or len(ci) != 2 or None in ci:
         return f"{name}: no {label} difference could be computed (no objects in common)."
     lo, hi = float(ci[0]), float(ci[1])
-    places = _decimals(d, lo, hi)
+    places = decimals(d, lo, hi)
     pct = f"{100 * level:g}%"
     interval = f"({pct} CI {lo:.{places}f} to {hi:.{places}f})"
     real = significant([lo, hi])

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from ..config import CATEGORIES, RigConfig
 from ..errors import UserError
-from ..evaluation.statistics import describe_difference
+from ..evaluation.statistics import HIGHER_IS_BETTER, describe_difference
 from ..files import write_atomic
 from ..stage_times import timing_rows
 from .figures import ReconstructionFigure, read_training_log, training_curves_png
@@ -34,19 +34,17 @@ STUDY_IOU: dict[str, float] = {"mono": 0.1896, "stereo": 0.1153}
 """Volumetric IoU of "Stereo Occupancy Networks", Table 1 (ShapeNet mugs, bowls, bottles)."""
 STUDY_ITERATIONS = 40_000
 
-METRICS: tuple[tuple[str, str, bool, int], ...] = (
+METRICS: tuple[tuple[str, str, bool, int], ...] = tuple(
     # key in results, column title, higher is better, decimals
-    ("iou", "IoU", True, 4),
-    ("mesh_iou", "mesh IoU", True, 4),
-    ("chamfer_l1", "Chamfer-L1", False, 4),
-    ("normal_consistency", "normal consistency", True, 4),
-    ("fscore", "F-score", True, 4),
+    (key, title, HIGHER_IS_BETTER[key], 4)
+    for key, title in (("iou", "IoU"), ("mesh_iou", "mesh IoU"), ("chamfer_l1", "Chamfer-L1"),
+                       ("normal_consistency", "normal consistency"), ("fscore", "F-score"))
 )
 """The headline table's metrics, in its column order."""
 
-VOLUME_METRICS: tuple[tuple[str, str, bool, int], ...] = (
-    ("volume_precision", "volume precision", True, 4),
-    ("volume_recall", "volume recall", True, 4),
+VOLUME_METRICS: tuple[tuple[str, str, bool, int], ...] = tuple(
+    (key, title, HIGHER_IS_BETTER[key], 4) for key, title in (("volume_precision", "volume precision"),
+                                                               ("volume_recall", "volume recall"))
 )
 """Per category only: whether IoU is lost to over-filling (precision) or to missed parts (recall)."""
 
@@ -334,7 +332,6 @@ DIFFERENCE_METRICS: tuple[str, ...] = ("iou", "mesh_iou", "chamfer_l1", "fscore"
 """The columns of the differences table."""
 
 _TITLES = {key: title for key, title, _, _ in CATEGORY_METRICS}
-_HIGHER = {key: higher for key, _, higher, _ in CATEGORY_METRICS}
 
 
 def _difference_cell(diff: Any, key: str) -> str:
