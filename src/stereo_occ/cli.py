@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one model (the study's mono or stereo, or the camera-aware rig-stereo or rig-mono) "
         "with BCE on sampled points (plus, if asked, a soft-IoU loss, train.iou_weight, and a signed-distance "
         "head, train.distance_weight); keeps model_best.pt (by validation IoU, at the decision threshold "
-        "chosen on validation) and model_last.pt in --out. Runs under torchrun for DDP.",
+        "chosen on validation) and model_last.pt in --out. Runs under torchrun for DDP. The model trains as "
+        "the config's experiment trains it: the config's experiment.overrides for that model apply (e.g. "
+        "configs/quick.yaml's 750 steps along the axis for rig-stereo), then the key=value overrides.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -195,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser(
         "experiment",
-        help="the whole study: dataset, mono and stereo, evaluation, report",
+        help="the whole study: dataset, every model of experiment.models, evaluation, report",
         description="Build the dataset if missing, train every model in experiment.models, evaluate them "
         "on the test split and write results.json and report.html to --out. Re-running skips finished "
         "stages.",
@@ -205,6 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p, "experiment folder")
     p.add_argument("--workers", type=int, default=1, help="processes for the dataset build and the evaluation")
     return parser
+
+
+def train_config(config: Path | None, model: str | None, overrides: list[str]):
+    """The config ``stereo-occ train`` runs: the file, then the model's ``experiment.overrides`` in it
+    (how the config's experiment trains that model, so one model trained alone is the experiment's),
+    then the command line's ``key=value`` overrides, which win."""
+    from .config import load_config, model_config, with_overrides
+
+    overrides = list(overrides) + ([f"model.name={model}"] if model else [])
+    cfg = load_config(config, overrides)
+    own = cfg.experiment.overrides.get(cfg.model.name, [])
+    if not own:
+        return cfg
+    print(f"model {cfg.model.name}: the config's experiment.overrides.{cfg.model.name} apply: {' '.join(own)}")
+    return with_overrides(model_config(load_config(config, []), cfg.model.name), overrides)
 
 
 def _checkpoint_changes(args: argparse.Namespace):
@@ -238,8 +255,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.verb == "train":
         from .training.trainer import train
 
-        overrides = list(args.overrides) + ([f"model.name={args.model}"] if args.model else [])
-        cfg = load_config(args.config, overrides)
+        cfg = train_config(args.config, args.model, args.overrides)
         train(cfg, dataset=args.dataset, out=args.out, resume=args.resume)
     elif args.verb == "train-axis":
         from .training.axis import describe, train_axis_estimator
