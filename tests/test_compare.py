@@ -171,3 +171,15 @@ def test_the_verb_reports_bad_input_without_a_traceback(tmp_path, capsys):
         main(["compare", str(tmp_path / "missing"), str(tmp_path / "missing")])
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_output_cut_short_by_its_reader_is_no_error(tmp_path):
+    """`stereo-occ compare A B | head -1`: no traceback when the reader closes the pipe first."""
+    import subprocess
+    import sys
+
+    folder = _write(tmp_path / "e", _rows(0))
+    script = (f"{sys.executable} -c 'from stereo_occ.cli import main; main()' compare {folder} {folder} "
+              "| true")  # the reader is gone before the first line
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

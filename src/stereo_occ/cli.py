@@ -339,6 +339,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:
+        # the reader went away (`stereo-occ compare A B | head`): stop quietly, as Unix tools do, and
+        # keep Python from complaining again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
 
 
 if __name__ == "__main__":
