@@ -216,12 +216,13 @@ def train_config(config: Path | None, model: str | None, overrides: list[str]):
     from .config import load_config, model_config, with_overrides
 
     overrides = list(overrides) + ([f"model.name={model}"] if model else [])
-    cfg = load_config(config, overrides)
-    own = cfg.experiment.overrides.get(cfg.model.name, [])
+    base = load_config(config, [])
+    cfg = with_overrides(base, overrides)
+    own = base.experiment.overrides.get(cfg.model.name, [])
     if not own:
         return cfg
     print(f"model {cfg.model.name}: the config's experiment.overrides.{cfg.model.name} apply: {' '.join(own)}")
-    return with_overrides(model_config(load_config(config, []), cfg.model.name), overrides)
+    return with_overrides(model_config(base, cfg.model.name), overrides)
 
 
 def _checkpoint_changes(args: argparse.Namespace):
