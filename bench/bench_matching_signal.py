@@ -8,7 +8,8 @@ This measures what the pair says with no learning at all: for every object pixel
 the depth of the visible surface from a plane sweep of the raw RGB images (fronto-parallel planes in
 the left camera over the sphere any object lies in; each pixel lifted onto every plane, projected
 into the right camera with the stored K and world_to_cam, sum of squared RGB differences averaged
-over a k x k window, the best plane wins). The reference, measured in the same run: the best single
+over a k x k window, the best plane wins: ``models/plane_sweep.py``, which rig-stereo reads with
+``model.sweep_planes``). The reference, measured in the same run: the best single
 depth per image (the median of the true depths), which knows nothing of the pair.
 
 Columns, in object units against the rendered depth: median and mean absolute error, and the share
@@ -27,22 +28,10 @@ from torch.utils.data import default_collate
 
 from stereo_occ.data.dataset import StereoOccupancyDataset
 from stereo_occ.data.rig import OBJECT_RADIUS
-from stereo_occ.models.cameras import LEFT, RIGHT, Cameras
+from stereo_occ.models.cameras import LEFT, Cameras
+from stereo_occ.models.plane_sweep import plane_depths, sweep_costs
 
 WALL = 0.03
-
-
-def lift(cameras: Cameras, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rig-frame points ``(B, D, H*W, 3)``: every left pixel centre at each plane's depth, and the depths ``(B, D)``."""
-    width, height = cameras.image_size
-    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
-                          indexing="ij")
-    pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(1, -1, 3)
-    rays = pixels @ torch.linalg.inv(cameras.K[:, LEFT]).transpose(1, 2)  # (B, HW, 3) with z = 1
-    w2c = cameras.world_to_cam[:, LEFT]
-    depths = w2c[:, 2, 3, None] + offsets[None]  # the object centre's depth, plus the offsets
-    cam = depths[:, :, None, None] * rays[:, None]
-    return (cam - w2c[:, None, None, :3, 3]) @ w2c[:, None, :3, :3], depths  # R^T (x - t) as row vectors
 
 
 def main() -> None:
@@ -55,7 +44,6 @@ def main() -> None:
     args = parser.parse_args()
     windows = [int(k) for k in args.windows.split(",")]
     data = StereoOccupancyDataset(args.dataset, args.split, points_per_sample=16, load_depth=True, views=args.views)
-    offsets = torch.linspace(-OBJECT_RADIUS, OBJECT_RADIUS, args.planes)
     errors: dict[str, list[torch.Tensor]] = {"best single depth (reference)": []}
     errors.update({f"sweep, {k}x{k} SSD": [] for k in windows})
     with torch.no_grad():
@@ -64,9 +52,8 @@ def main() -> None:
             cameras = Cameras.from_batch(batch)
             left, right = batch["left"], batch["right"]
             n, _, h, w = left.shape
-            points, depths = lift(cameras, offsets)
-            seen = cameras.sample(right, points.reshape(n, -1, 3), RIGHT).reshape(n, args.planes, h, w, 3)
-            ssd = ((seen - left.permute(0, 2, 3, 1)[:, None]) ** 2).sum(-1)  # (B, D, H, W)
+            depths = plane_depths(cameras, LEFT, args.planes, OBJECT_RADIUS)
+            ssd = sweep_costs(left, right, cameras, LEFT, depths, window=1)  # (B, D, H, W)
             truth = batch["depth"][:, LEFT]
             fg = truth > 0
             for i in range(n):

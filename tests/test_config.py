@@ -37,6 +37,9 @@ def test_round_trip_through_plain_data():
         (["model.space_to_depth=0"], "model.space_to_depth must be 1"),
         (["train.iou_estimator=band"], "train.iou_estimator must be uniform or mixture"),
         (["axis.sign_weight=-1"], "axis.sign_weight must be 0 or more"),
+        (["dataset.render.pattern=stripes"], "dataset.render.pattern must be one of none, blotches"),
+        (["dataset.render.pattern_wavelength=[0.3,0.1]"], "dataset.render.pattern_wavelength"),
+        (["dataset.render.pattern_contrast=[0.5,1.5]"], "dataset.render.pattern_contrast"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides, message):

@@ -72,6 +72,10 @@ class RigConfig:
     object_radius: float = math.sqrt(3.0) / 2.0
 
 
+PATTERNS = ("none", "blotches")
+"""The printed patterns a dataset's objects can carry (dataset.render.pattern; data/pattern.py)."""
+
+
 @dataclass
 class RenderConfig:
     """How each stereo pair is rendered; lighting and material are drawn per pair."""
@@ -85,6 +89,12 @@ class RenderConfig:
     metallic: List[float] = field(default_factory=lambda: [0.0, 0.3])
     roughness: List[float] = field(default_factory=lambda: [0.3, 0.9])
     background: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    # A printed pattern on every object for the pair to match ("none": one plain material, the
+    # study's renders; "blotches": soft light and dark blotches fixed to the surface, data/pattern.py),
+    # its wavelengths in object units and how much it darkens the material (each drawn per object).
+    pattern: str = "none"
+    pattern_wavelength: List[float] = field(default_factory=lambda: [0.08, 0.3])
+    pattern_contrast: List[float] = field(default_factory=lambda: [0.4, 0.8])
     seed: int = 0
 
 
@@ -184,6 +194,10 @@ class ModelConfig:
     # object's axis turns with the object: development IoU +0.016 [+0.005, +0.029] there, nothing in
     # the rig frame (docs/training.md, "Session 23"). It changes nothing for rig-mono.
     stereo_depth: bool = False
+    # rig-stereo: planes of a classical plane sweep of the raw pair (models/plane_sweep.py; 0: none).
+    # Each point and voxel centre also reads where it lies against each view's swept surface and
+    # how well the pair matched there: depth the pair holds from the first step, with nothing to learn.
+    sweep_planes: int = 0
     # With align_axis: the frame's first axis is the estimator's second answer instead of the rig's x
     # axis, turned about the object's axis: where a mug's handle points, and the side facing the
     # cameras for a bowl or a bottle (an estimator trained with data.handle_axis; docs/training.md,
@@ -397,6 +411,13 @@ def validate(cfg: Config) -> None:
         raise UserError(
             f"unknown shape source {cfg.dataset.shapes.source!r} (known: procedural, shapenet, folder)"
         )
+    render = cfg.dataset.render
+    if render.pattern not in PATTERNS:
+        raise UserError(f"dataset.render.pattern must be one of {', '.join(PATTERNS)} (got {render.pattern!r})")
+    if len(render.pattern_wavelength) != 2 or not 0 < render.pattern_wavelength[0] <= render.pattern_wavelength[1]:
+        raise UserError(f"dataset.render.pattern_wavelength must be [shortest, longest], both > 0 (got {render.pattern_wavelength})")
+    if len(render.pattern_contrast) != 2 or not 0 <= render.pattern_contrast[0] <= render.pattern_contrast[1] <= 1:
+        raise UserError(f"dataset.render.pattern_contrast must be [low, high] within [0, 1] (got {render.pattern_contrast})")
     s = cfg.dataset.splits
     if abs(s.train + s.val + s.test - 1.0) > 1e-6:
         raise UserError(f"dataset.splits must add up to 1 (got {s.train + s.val + s.test})")
@@ -423,6 +444,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"reconstruct.max_faces must be 0 (no simplification) or positive (got {cfg.reconstruct.max_faces})")
     if cfg.model.fine_channels < 0:
         raise UserError(f"model.fine_channels must be 0 (none) or positive (got {cfg.model.fine_channels})")
+    if cfg.model.sweep_planes < 0 or cfg.model.sweep_planes == 1:
+        raise UserError(f"model.sweep_planes must be 0 (none) or at least 2 (got {cfg.model.sweep_planes})")
     if cfg.model.space_to_depth < 1:
         raise UserError(f"model.space_to_depth must be 1 (none) or more (got {cfg.model.space_to_depth})")
     for name in ("steps", "batch_size"):

@@ -33,6 +33,7 @@ from ..errors import UserError
 from ..files import write_atomic
 from . import storage
 from .occupancy import DISTANCE_CAP, label_points, sample_points
+from .pattern import draw_pattern
 from .render import LIGHTING_FIELDS, StereoRenderer
 from .rig import StereoRig, random_rotations
 from .splits import SPLITS, assign_splits
@@ -153,13 +154,16 @@ def build_object(source, cfg: DatasetConfig, out: Path, renderer: StereoRenderer
     points, occ, distances, near_density = sample_points(
         mesh, cfg.occupancy, object_rng(cfg.occupancy.seed, source.object_id, "points"), density=density
     )
+    # the object's printed pattern (dataset.render.pattern; None: plain), from a stream of its own so
+    # that the views' rotations and lighting are those of the plain dataset
+    pattern = draw_pattern(cfg.render, object_rng(cfg.render.seed, source.object_id, "pattern"))
     rng = object_rng(cfg.render.seed, source.object_id, "views")
     n_views = cfg.render.views_per_object
     rotations = random_rotations(n_views, rng)
     pngs: list[bytes] = []
     lighting = []
     for rotation in rotations:
-        left, right, left_depth, right_depth, light = renderer.render(mesh, rotation, rng)
+        left, right, left_depth, right_depth, light = renderer.render(mesh, rotation, rng, pattern)
         pngs += [
             storage.encode_png(left),
             storage.encode_png(right),

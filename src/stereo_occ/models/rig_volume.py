@@ -51,6 +51,7 @@ from ..errors import UserError
 from .axis_estimator import AxisEstimator, rig_directions
 from .cameras import LEFT, RIGHT, Cameras
 from .network import OccupancyNetwork
+from .plane_sweep import SWEEP_CHANNELS, plane_sweep, sweep_features
 
 
 
@@ -177,6 +178,9 @@ class RigConditioning:
     axis: Tensor | None = None
     frame: Tensor | None = None
     with_depth: bool | None = None  # the point features carry the point's depth (None: the mono twin only)
+    # With model.sweep_planes: each view's classical plane sweep of the raw pair (B, 3, H, W), plane_sweep.py
+    left_sweep: Tensor | None = None
+    right_sweep: Tensor | None = None
 
     def to_volume_frame(self, points: Tensor) -> Tensor:
         """``(B, N, 3)`` rig-frame points in the volume's frame (the same points without a frame)."""
@@ -234,22 +238,28 @@ class RigVolumeEncoder(nn.Module):
         image_size: int = 64,
         stereo_depth: bool = False,
         align_handle: bool = False,
+        sweep_planes: int = 0,
     ) -> None:
         super().__init__()
         if views not in (1, 2):
             raise UserError(f"a rig model sees 1 or 2 views (got {views})")
+        if sweep_planes and views != 2:
+            raise UserError("model.sweep_planes matches the two views: it is for rig-stereo, not the mono twin")
+        # planes of the classical sweep of the raw pair read per point (0: none; model.sweep_planes)
+        self.sweep_planes = sweep_planes
         self.views = views
         self.extent = extent
         self.features = ImageFeatures(feature_channels, fine_channels, space_to_depth)
         self.feature_dim = self.features.out_channels
         # the stereo features with the depth the mono twin's carry (model.stereo_depth)
         self.with_depth = views == 1 or stereo_depth
-        self.point_dim = point_feature_dim(self.feature_dim, views, self.with_depth)
+        self.point_dim = point_feature_dim(self.feature_dim, views, self.with_depth, sweep=sweep_planes > 0)
         self.fine_dim = point_feature_dim(fine_channels, views) if fine_channels > 0 else 0
         # The volume compares the two views at G^3 voxel centres, 2-4x as many as a batch's query
         # points: it reads a narrower projection of the feature maps (a fifth of the step otherwise).
         self.volume_features = nn.Conv2d(self.feature_dim, volume_channels, 1)
-        self.lift = nn.Conv3d(point_feature_dim(volume_channels, views, self.with_depth), volume_channels, 1)
+        self.lift = nn.Conv3d(point_feature_dim(volume_channels, views, self.with_depth, sweep=sweep_planes > 0),
+                              volume_channels, 1)
         self.unet = VolumeUNet(volume_channels)
         self.volume_channels = volume_channels
         axis = torch.linspace(-extent, extent, volume_resolution)
@@ -293,9 +303,11 @@ class RigVolumeEncoder(nn.Module):
                 axis = directions[:, 0]
                 frame = axis_frame(axis, directions[:, 1] if self.axis_estimator.finds_handle else None)
                 centers = centers @ frame  # the grid laid out in the axis frame: p = frame^T q
+        sweeps = (plane_sweep(left, right, cameras, self.sweep_planes, self.extent)
+                  if self.sweep_planes else (None, None))
         narrow = self.volume_features(maps if self.views == 2 else left_map)
         per_voxel = point_features(centers, narrow[:b], narrow[b:] if right_map is not None else None, cameras,
-                                   depth=self.with_depth)
+                                   depth=self.with_depth, sweeps=sweeps)
         g = self.resolution
         volume = per_voxel.transpose(1, 2).reshape(b, -1, g, g, g)
         # The 3D convolutions stay in fp32 under bf16 autocast: oneDNN's bf16 Conv3d weight gradient
@@ -304,23 +316,24 @@ class RigVolumeEncoder(nn.Module):
         with torch.autocast(volume.device.type, enabled=False):
             volume = self.unet(self.lift(volume.float()))
         return RigConditioning(left_map, right_map, volume, cameras, left_fine, right_fine, axis, frame,
-                               with_depth=self.with_depth)
+                               with_depth=self.with_depth, left_sweep=sweeps[0], right_sweep=sweeps[1])
 
 
-def point_feature_dim(feature_dim: int, views: int, depth: bool | None = None) -> int:
+def point_feature_dim(feature_dim: int, views: int, depth: bool | None = None, sweep: bool = False) -> int:
     """Channels of :func:`point_features` (``depth=None``: the mono twin's depth, not the stereo's)."""
     depth = views == 1 if depth is None else depth
-    return (3 * feature_dim if views == 2 else feature_dim) + int(depth)
+    return (3 * feature_dim if views == 2 else feature_dim) + int(depth) + (2 * SWEEP_CHANNELS if sweep else 0)
 
 
 def point_features(points: Tensor, left_map: Tensor, right_map: Tensor | None, cameras: Cameras,
-                   depth: bool | None = None) -> Tensor:
+                   depth: bool | None = None, sweeps: tuple[Tensor | None, Tensor | None] = (None, None)) -> Tensor:
     """Per point ``(B, N, C')``: the two views' features compared, or the left feature, and a depth.
 
     Stereo: mean, squared difference and product of the bilinear features at the point's two
     projections (a surface point shows the same thing in both views). Mono: the left feature. Then,
     for mono always and for stereo with ``depth=True``, the point's depth in front of the left camera
-    relative to the object centre's (``depth=None``: mono only).
+    relative to the object centre's (``depth=None``: mono only). With ``sweeps`` (both views' plane
+    sweeps), where the point lies against each view's swept surface (:func:`.plane_sweep.sweep_features`).
     """
     a = cameras.sample(left_map, points, LEFT)
     if right_map is None:
@@ -334,6 +347,8 @@ def point_features(points: Tensor, left_map: Tensor, right_map: Tensor | None, c
         _, z = cameras.project(points, LEFT)
         centre = cameras.world_to_cam[:, LEFT, 2, 3, None].float()  # depth of the rig origin (object centre)
         features.append((z - centre)[..., None])
+    if sweeps[0] is not None:
+        features.append(sweep_features(points, sweeps[0], sweeps[1], cameras).to(features[0].dtype))
     return torch.cat(features, -1)
 
 
@@ -387,7 +402,8 @@ class PointDecoder(nn.Module):
         aligned = cond.to_volume_frame(points)
         features = [
             positional_encoding(aligned, self.frequencies),
-            point_features(points, cond.left, cond.right, cond.cameras, depth=cond.with_depth),
+            point_features(points, cond.left, cond.right, cond.cameras, depth=cond.with_depth,
+                           sweeps=(cond.left_sweep, cond.right_sweep)),
             sample_volume(cond.volume, aligned, self.extent),
         ]
         if self.rig_positions:  # where the point is relative to the cameras too, not only to the object's axis
@@ -421,6 +437,7 @@ def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork
         image_size=rig_cfg.image_size,
         stereo_depth=cfg.stereo_depth,
         align_handle=cfg.align_handle,
+        sweep_planes=cfg.sweep_planes,
     )
     if cfg.rig_positions and not cfg.align_axis:
         raise UserError("model.rig_positions adds the rig frame's positions to the axis frame's: it needs model.align_axis=true")
