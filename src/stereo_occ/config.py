@@ -90,8 +90,9 @@ class RenderConfig:
     roughness: List[float] = field(default_factory=lambda: [0.3, 0.9])
     background: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     # A printed pattern on every object for the pair to match ("none": one plain material, the
-    # study's renders; "blotches": soft light and dark blotches fixed to the surface, data/pattern.py),
-    # its wavelengths in object units and how much it darkens the material (each drawn per object).
+    # study's renders; "blotches": soft light and dark blotches fixed to the surface, printed on each
+    # rendered pixel; data/pattern.py), its wavelengths in object units and how much it darkens the
+    # material (each drawn per object).
     pattern: str = "none"
     pattern_wavelength: List[float] = field(default_factory=lambda: [0.08, 0.3])
     pattern_contrast: List[float] = field(default_factory=lambda: [0.4, 0.8])

@@ -26,7 +26,7 @@ import pyrender  # noqa: E402
 import trimesh  # noqa: E402
 
 from ..config import RenderConfig, RigConfig  # noqa: E402
-from .pattern import SurfacePattern, patterned_mesh  # noqa: E402
+from .pattern import SurfacePattern, print_on  # noqa: E402
 from .rig import LEFT, OPENCV_TO_OPENGL, RIGHT, StereoRig, look_at_opencv  # noqa: E402
 
 LIGHTING_FIELDS: tuple[str, ...] = (
@@ -93,35 +93,26 @@ class StereoRenderer:
         self._light = self.scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=3.0))
         self._materials: list[pyrender.MetallicRoughnessMaterial] = []
         self._mesh_node: pyrender.Node | None = None
-        # the trimesh and pattern the uploaded node was made from
-        self._mesh_source: tuple[trimesh.Trimesh, SurfacePattern | None] | None = None
+        self._mesh_source: trimesh.Trimesh | None = None  # the trimesh the uploaded node was made from
         self._renderer: pyrender.OffscreenRenderer | None = _offscreen(size)
 
     # -- object -------------------------------------------------------------------------------
-    def _set_mesh(self, mesh: trimesh.Trimesh, pattern: SurfacePattern | None = None) -> pyrender.Node:
-        """Upload ``mesh`` (with ``pattern`` printed on it) unless it is the one already in the scene
-        (same Python objects)."""
-        if self._mesh_node is not None and self._mesh_source[0] is mesh and self._mesh_source[1] is pattern:
+    def _set_mesh(self, mesh: trimesh.Trimesh) -> pyrender.Node:
+        """Upload ``mesh`` unless it is the one already in the scene (same Python object)."""
+        if self._mesh_source is mesh and self._mesh_node is not None:
             return self._mesh_node
         if self._mesh_node is not None:
             self.scene.remove_node(self._mesh_node)
-        # Any colours the file carried are left out: the material (drawn per pair) decides the colour,
-        # darkened where the pattern is.
-        if pattern is None:
-            # Split vertices at sharp edges so creases stay crisp while curved walls shade smoothly.
-            shaded = mesh.smooth_shaded
-            vertices, faces, normals, colors = shaded.vertices, shaded.faces, shaded.vertex_normals, None
-        else:
-            vertices, faces, normals, shade = patterned_mesh(mesh, pattern)
-            colors = np.repeat(shade[:, None], 3, 1).astype(np.float32)
-        primitive = pyrender.Primitive(
-            positions=np.asarray(vertices, np.float32), normals=np.asarray(normals, np.float32),
-            indices=np.asarray(faces, np.uint32), color_0=colors, material=pyrender.MetallicRoughnessMaterial(),
-        )
-        # The primitives' own materials are what the shader reads, and what _draw_lighting changes.
-        self._materials = [primitive.material]
-        self._mesh_node = self.scene.add(pyrender.Mesh([primitive]))
-        self._mesh_source = (mesh, pattern)
+        # Split vertices at sharp edges so creases stay crisp while curved walls shade smoothly.
+        shaded = mesh.smooth_shaded
+        # Strip any colours the file carried: the material (drawn per pair) decides the colour.
+        shaded = trimesh.Trimesh(shaded.vertices, shaded.faces, vertex_normals=shaded.vertex_normals, process=False)
+        pm = pyrender.Mesh.from_trimesh(shaded, material=pyrender.MetallicRoughnessMaterial(), smooth=True)
+        # from_trimesh deep-copies the material it is given, so keep the primitives' own copies: those are
+        # what the shader reads, and what _draw_lighting must change.
+        self._materials = [p.material for p in pm.primitives]
+        self._mesh_node = self.scene.add(pm)
+        self._mesh_source = mesh
         return self._mesh_node
 
     # -- lighting -----------------------------------------------------------------------------
@@ -156,21 +147,24 @@ class StereoRenderer:
         """Left and right RGB (uint8 HxWx3), their depth maps (float32 HxW, 0 = background), lighting.
 
         ``mesh`` is in the object frame; it is shown at ``p_rig = rotation @ p_obj``, with ``pattern``
-        (data/pattern.py; ``None``: plain) printed on it. Passing the same mesh and pattern objects
-        again reuses their uploaded copy.
+        (data/pattern.py; ``None``: plain) printed on it. Passing the same mesh object again reuses
+        its uploaded copy.
         """
         if self._renderer is None:
             raise RuntimeError("StereoRenderer is closed")
-        node = self._set_mesh(mesh, pattern)
+        node = self._set_mesh(mesh)
         pose = np.eye(4)
         pose[:3, :3] = rotation
         self.scene.set_pose(node, pose)
         lighting = self._draw_lighting(rng)
         out = []
-        for cam in self._cameras:
+        for view, cam in zip((LEFT, RIGHT), self._cameras):
             self.scene.main_camera_node = cam
             color, depth = self._renderer.render(self.scene)
-            out.append((np.ascontiguousarray(color[..., :3]), depth.astype(np.float32)))
+            color, depth = np.ascontiguousarray(color[..., :3]), depth.astype(np.float32)
+            if pattern is not None:
+                color = print_on(color, depth, self.rig.K, self.rig.world_to_cam[view], rotation, pattern)
+            out.append((color, depth))
         (left, left_depth), (right, right_depth) = out
         return left, right, left_depth, right_depth, lighting
 
