@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from stereo_occ.config import Config, DatasetConfig, from_dict, load_config, to_dict
@@ -68,3 +70,33 @@ def test_a_stored_config_with_a_retired_setting_still_loads():
     stored["train"]["no_such_setting"] = 1
     with pytest.raises(UserError):
         from_dict(stored)
+
+
+def test_a_config_with_a_base_gives_only_what_differs(tmp_path):
+    (tmp_path / "parent.yaml").write_text("train:\n  lr: 0.002\n  iterations: 7\nexperiment:\n  overrides:\n    mono: [train.iterations=3]\n    stereo: [train.iterations=4]\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\ntrain:\n  iterations: 9\nexperiment:\n  overrides:\n    stereo: [train.iterations=5]\n")
+    cfg = load_config(tmp_path / "child.yaml", ["train.batch_size=3"])
+    assert (cfg.train.lr, cfg.train.iterations, cfg.train.batch_size) == (0.002, 9, 3)
+    # one model's list is replaced whole, the others stay the base's
+    assert cfg.experiment.overrides == {"mono": ["train.iterations=3"], "stereo": ["train.iterations=5"]}
+
+
+def test_a_base_chain_that_comes_back_is_an_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(UserError, match="comes back to itself"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_the_printed_quick_config_is_the_quick_one_with_prints_and_the_sweep():
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    quick = to_dict(load_config(configs / "quick.yaml"))
+    printed = to_dict(load_config(configs / "quick-printed.yaml"))
+    assert printed["dataset"]["render"]["pattern"] == "blotches"
+    assert printed["experiment"]["overrides"]["rig-stereo"] == [*quick["experiment"]["overrides"]["rig-stereo"], "model.sweep_planes=32"]
+    printed["dataset"]["render"]["pattern"] = quick["dataset"]["render"]["pattern"]
+    printed["experiment"]["overrides"]["rig-stereo"] = quick["experiment"]["overrides"]["rig-stereo"]
+    assert printed == quick

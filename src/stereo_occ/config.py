@@ -386,18 +386,34 @@ def _merge(base: DictConfig, other: Any, what: str) -> DictConfig:
         raise UserError(f"{what}: bad config key {key!r}: {msg}") from None
 
 
+def _merge_file(cfg: DictConfig, path: Path, chain: tuple[Path, ...] = ()) -> DictConfig:
+    """``cfg`` with the YAML file at ``path`` merged in, after the file its ``base:`` names, if any.
+
+    ``base: quick.yaml`` (a path relative to the file) makes a config a variant of another: it
+    gives only what differs (a list, such as one model's ``experiment.overrides``, is replaced whole).
+    """
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    if path.resolve() in chain:
+        raise UserError(f"{path}: its base: chain comes back to itself ({' -> '.join(str(p) for p in (*chain, path))})")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as exc:  # noqa: BLE001 - YAML errors come in many types
+        raise UserError(f"{path}: not a valid YAML file ({str(exc).splitlines()[0]})") from None
+    if isinstance(loaded, DictConfig) and "base" in loaded:
+        base = loaded.pop("base")
+        if not isinstance(base, str):
+            raise UserError(f"{path}: base: must name another config file (got {base!r})")
+        cfg = _merge_file(cfg, path.parent / base, (*chain, path.resolve()))
+    return _merge(cfg, loaded, str(path))
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), base: Config | None = None) -> Config:
-    """The defaults (or ``base``), then the YAML file at ``path``, then ``key=value`` overrides, as a typed Config."""
+    """The defaults (or ``base``), then the YAML file at ``path`` (after the file its ``base:`` key
+    names), then ``key=value`` overrides, as a typed Config."""
     cfg = OmegaConf.structured(base if base is not None else Config)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file not found: {path}")
-        try:
-            loaded = OmegaConf.load(path)
-        except Exception as exc:  # noqa: BLE001 - YAML errors come in many types
-            raise UserError(f"{path}: not a valid YAML file ({str(exc).splitlines()[0]})") from None
-        cfg = _merge(cfg, loaded, str(path))
+        cfg = _merge_file(cfg, Path(path))
     config: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     validate(config)
     return with_overrides(config, overrides)
