@@ -42,6 +42,8 @@ def test_round_trip_through_plain_data():
         (["dataset.render.pattern=stripes"], "dataset.render.pattern must be one of none, blotches"),
         (["dataset.render.pattern_wavelength=[0.3,0.1]"], "dataset.render.pattern_wavelength"),
         (["dataset.render.pattern_contrast=[0.5,1.5]"], "dataset.render.pattern_contrast"),
+        (["model.name=rig-mono", "model.sweep_planes=32"], "rig-mono cannot use it"),
+        (["model.sweep_planes=1"], "model.sweep_planes must be 0"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides, message):
@@ -87,7 +89,7 @@ def test_a_base_chain_that_comes_back_is_an_error(tmp_path):
     with pytest.raises(UserError, match="comes back to itself"):
         load_config(tmp_path / "a.yaml")
     (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
-    with pytest.raises(UserError, match="config file not found"):
+    with pytest.raises(UserError, match="config file not found.*named by base: in"):
         load_config(tmp_path / "c.yaml")
 
 

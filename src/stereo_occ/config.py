@@ -393,7 +393,8 @@ def _merge_file(cfg: DictConfig, path: Path, chain: tuple[Path, ...] = ()) -> Di
     gives only what differs (a list, such as one model's ``experiment.overrides``, is replaced whole).
     """
     if not path.is_file():
-        raise UserError(f"config file not found: {path}")
+        named = f" (named by base: in {chain[-1]})" if chain else ""
+        raise UserError(f"config file not found: {path}{named}")
     if path.resolve() in chain:
         raise UserError(f"{path}: its base: chain comes back to itself ({' -> '.join(str(p) for p in (*chain, path))})")
     try:
@@ -463,6 +464,9 @@ def validate(cfg: Config) -> None:
         raise UserError(f"model.fine_channels must be 0 (none) or positive (got {cfg.model.fine_channels})")
     if cfg.model.sweep_planes < 0 or cfg.model.sweep_planes == 1:
         raise UserError(f"model.sweep_planes must be 0 (none) or at least 2 (got {cfg.model.sweep_planes})")
+    if cfg.model.sweep_planes and cfg.model.name != "rig-stereo":
+        raise UserError(f"model.sweep_planes matches the two views of rig-stereo; {cfg.model.name} cannot use it "
+                        "(set it for rig-stereo alone, in experiment.overrides)")
     if cfg.model.space_to_depth < 1:
         raise UserError(f"model.space_to_depth must be 1 (none) or more (got {cfg.model.space_to_depth})")
     for name in ("steps", "batch_size"):

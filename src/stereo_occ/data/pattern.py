@@ -28,7 +28,9 @@ WAVES = 24
 
 GAMMA = 2.2
 """The renderer's output encoding (pyrender writes ``linear ** (1 / 2.2)``): darkening the
-material by a factor ``s`` darkens a lit pixel by ``s ** (1 / GAMMA)``."""
+material by a factor ``s`` darkens its ambient and diffuse light by ``s ** (1 / GAMMA)`` in the
+image. Specular highlights, which the material's colour does not scale, are darkened alike: a
+small departure that changes nothing for matching."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ def print_on(image: np.ndarray, depth: np.ndarray, K: np.ndarray, world_to_cam: 
 
     Every pixel with a depth is lifted to its surface point (OpenCV ``K``, ``world_to_cam`` of the
     camera that rendered it), taken back to the object frame (``p_obj = rotation^T p_rig``) and
-    darkened by the pattern's shade there; background pixels (depth 0) are left as they are.
+    darkened by the pattern's shade there; background pixels (depth 0) are left as they are. (The
+    renderer's 4x multisampling mixes object and background at the silhouette, and its depth is one
+    sample's, so a one-pixel rim is printed or not by that sample.)
     """
     rows, cols = np.nonzero(depth > 0)
     rays = np.stack([cols, rows, np.ones_like(cols)], -1).astype(np.float64) @ np.linalg.inv(K).T  # z = 1

@@ -15,7 +15,8 @@ first step:
 * per query point (:func:`sweep_features`), for each view: how far the point lies behind the swept
   surface under it (negative in front, along that camera's axis), and the matching cost there (the
   best and the average over the planes, as logarithms: a low best against a high average is a
-  confident match; both near zero is the white background, which matches everywhere).
+  confident match; both costs near zero, their logarithms near log(1e-3), is a one-coloured region
+  such as the white background, which matches at every depth).
 
 It has no parameters and needs no gradient. The mono twin cannot have it: it is what the second view
 adds, computed the classical way.
