@@ -15,7 +15,8 @@ depth per image (the median of the true depths), which knows nothing of the pair
 Columns, in object units against the rendered depth: median and mean absolute error, and the share
 of pixels within 0.03 (a mug wall is 0.02-0.07 thick). On the quick dataset's test split (64 px,
 2026-11-26): the 3x3 sweep puts 34% of the pixels within a wall, the blind guess 19%; at 128 px,
-42% (docs/training.md, "Session 5").
+42% (docs/training.md, "Session 5"). Session 32, the quick config's 46 degree rig (`runs/quick31`):
+38%, and 63% with a print on every object (`dataset.render.pattern=blotches`; "Session 32").
 """
 
 from __future__ import annotations

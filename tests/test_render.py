@@ -149,3 +149,19 @@ def test_the_drawn_material_colour_reaches_the_image():
             means.append(left[depth > 0].astype(float).mean(axis=0))
     assert means[0][0] > 1.5 * means[0][2]  # red: R over B
     assert means[1][2] > 1.5 * means[1][0]  # blue: B over R
+
+
+def test_closing_the_report_renderer_leaves_the_dataset_renderer_working():
+    """pyrender's delete ends the EGL display every context of the process shares: the report's
+    figure renderer closing must not break a dataset renderer made before it (the full test suite
+    runs figures before later renders in one process)."""
+    from stereo_occ.report.figures import MeshRenderer
+
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=0.4)
+    with StereoRenderer(RigConfig(image_size=48), RenderConfig()) as renderer:
+        before = renderer.render(mesh, np.eye(3), np.random.default_rng(0))
+        rig = renderer.rig
+        with MeshRenderer(48) as figure:
+            assert (figure.render(mesh, rig.K, rig.world_to_cam[LEFT]) < 255).any()
+        after = renderer.render(mesh, np.eye(3), np.random.default_rng(0))
+    np.testing.assert_array_equal(before[0], after[0])

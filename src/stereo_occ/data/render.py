@@ -46,19 +46,21 @@ LIGHTING_FIELDS: tuple[str, ...] = (
 
 _ZNEAR, _ZFAR = 0.05, 100.0
 
-_OFFSCREEN: dict[int, pyrender.OffscreenRenderer] = {}
+_OFFSCREEN: dict[tuple[int, int], pyrender.OffscreenRenderer] = {}
 
 
-def _offscreen(size: int) -> pyrender.OffscreenRenderer:
-    """The process's OpenGL renderer for ``size`` x ``size`` images, created on first use.
+def offscreen(width: int, height: int) -> pyrender.OffscreenRenderer:
+    """The process's OpenGL renderer for ``width`` x ``height`` images, created on first use.
 
-    One per process on purpose: creating an EGL context is slow, and pyrender's ``delete`` terminates
-    the EGL display that every context in the process shares, so a second renderer being closed would
-    break the first. The context lives until the process exits.
+    One per size and process, and never deleted, on purpose: creating an EGL context is slow, and
+    pyrender's ``delete`` terminates the EGL display that every context in the process shares, so
+    closing one renderer would break every other (the dataset's and the report's figures alike).
+    The contexts live until the process exits.
     """
-    if size not in _OFFSCREEN:
-        _OFFSCREEN[size] = pyrender.OffscreenRenderer(size, size)
-    return _OFFSCREEN[size]
+    key = (int(width), int(height))
+    if key not in _OFFSCREEN:
+        _OFFSCREEN[key] = pyrender.OffscreenRenderer(*key)
+    return _OFFSCREEN[key]
 
 
 def _opengl_pose(world_to_cam_opencv: np.ndarray) -> np.ndarray:
@@ -94,7 +96,7 @@ class StereoRenderer:
         self._materials: list[pyrender.MetallicRoughnessMaterial] = []
         self._mesh_node: pyrender.Node | None = None
         self._mesh_source: trimesh.Trimesh | None = None  # the trimesh the uploaded node was made from
-        self._renderer: pyrender.OffscreenRenderer | None = _offscreen(size)
+        self._renderer: pyrender.OffscreenRenderer | None = offscreen(size, size)
 
     # -- object -------------------------------------------------------------------------------
     def _set_mesh(self, mesh: trimesh.Trimesh) -> pyrender.Node:

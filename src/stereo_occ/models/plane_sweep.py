@@ -4,7 +4,7 @@ The camera-aware stereo model has to learn to match its two views, and on 2 CPU 
 steps to do it: session 31 found that placing the visible wall from the pair is learned only after
 2,000 steps on hundreds of objects, although the raw pair already says where it is (a 3x3 plane
 sweep of the renders puts 38% of the object's pixels within a wall's thickness of the true depth,
-61% on patterned objects, against 19% for the best single depth: ``bench/bench_matching_signal.py``).
+63% on printed objects, against 19% for the best single depth: ``bench/bench_matching_signal.py``).
 This module computes that sweep inside the network, so the model reads the pair's depth from the
 first step:
 

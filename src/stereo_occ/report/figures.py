@@ -44,17 +44,20 @@ BACKGROUND = (1.0, 1.0, 1.0)
 class MeshRenderer:
     """Offscreen renderer of meshes as seen by an OpenCV pinhole camera.
 
-    Holds one OpenGL context; create it once and call :meth:`render` many times (a context costs far
-    more than a small render). Use as a context manager, or call :meth:`close`.
+    Uses the process's OpenGL context for its size (:func:`~stereo_occ.data.render.offscreen`,
+    shared with the dataset's renderer and never deleted: deleting one terminates every other's
+    display); call :meth:`render` many times. Use as a context manager, or call :meth:`close`.
     """
 
     def __init__(self, width: int, height: int | None = None):
         import pyrender  # lazily: importing it initialises OpenGL
 
+        from ..data.render import offscreen
+
         self._pyrender = pyrender
         self.width = int(width)
         self.height = int(height if height is not None else width)
-        self._renderer = pyrender.OffscreenRenderer(self.width, self.height)
+        self._renderer = offscreen(self.width, self.height)
         self._material = pyrender.MetallicRoughnessMaterial(
             baseColorFactor=(*GREY, 1.0), metallicFactor=0.0, roughnessFactor=0.75, doubleSided=True
         )
@@ -83,9 +86,8 @@ class MeshRenderer:
         return np.ascontiguousarray(color[..., :3])
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.delete()
-            self._renderer = None
+        """Let go of the context (it stays with the process, for the next renderer of its size)."""
+        self._renderer = None
 
     def __enter__(self) -> "MeshRenderer":
         return self
