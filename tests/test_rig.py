@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stereo_occ.config import RigConfig
-from stereo_occ.data.rig import LEFT, OPENCV_TO_OPENGL, RIGHT, StereoRig, project, random_rotations
+from stereo_occ.data.rig import LEFT, OPENCV_TO_OPENGL, RIGHT, StereoRig, project, random_rotations, unproject
 from stereo_occ.errors import UserError
 
 
@@ -128,3 +128,10 @@ def test_project_matches_the_pinhole_formula(rig):
     assert uv[0, 0] == pytest.approx(rig.K[0, 0] * cam[0] / cam[2] + rig.K[0, 2])
     assert uv[0, 1] == pytest.approx(rig.K[1, 1] * cam[1] / cam[2] + rig.K[1, 2])
     np.testing.assert_array_equal(OPENCV_TO_OPENGL @ OPENCV_TO_OPENGL, np.eye(4))
+
+
+@pytest.mark.parametrize("camera", [LEFT, RIGHT])
+def test_unproject_inverts_project(rig, camera):
+    points = np.random.default_rng(0).uniform(-0.5, 0.5, size=(500, 3))
+    pixels, depth = project(points, rig.K, rig.world_to_cam[camera])
+    np.testing.assert_allclose(unproject(pixels, depth, rig.K, rig.world_to_cam[camera]), points, atol=1e-9)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import RenderConfig
+from .rig import unproject
 
 WAVES = 24
 """Plane waves summed into one object's field: enough for blotches without a visible period."""
@@ -76,9 +77,7 @@ def print_on(image: np.ndarray, depth: np.ndarray, K: np.ndarray, world_to_cam: 
     sample's, so a one-pixel rim is printed or not by that sample.)
     """
     rows, cols = np.nonzero(depth > 0)
-    rays = np.stack([cols, rows, np.ones_like(cols)], -1).astype(np.float64) @ np.linalg.inv(K).T  # z = 1
-    camera_points = rays * depth[rows, cols, None]
-    rig_points = (camera_points - world_to_cam[:3, 3]) @ world_to_cam[:3, :3]  # R^T (x - t) as row vectors
+    rig_points = unproject(np.stack([cols, rows], -1).astype(np.float64), depth[rows, cols], K, world_to_cam)
     shade = pattern.shade(rig_points @ rotation)  # p_obj = R^T p_rig, as row vectors
     printed = image.astype(np.float64)
     printed[rows, cols] *= shade[:, None] ** (1.0 / GAMMA)

@@ -145,6 +145,13 @@ def project(points: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray) -> tupl
     return uvw[:, :2] / uvw[:, 2:3], depth
 
 
+def unproject(pixels: np.ndarray, depth: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`project`: (N, 3) rig-frame points at (N, 2) pixels (column, row) and depths (N,)."""
+    rays = np.concatenate([pixels, np.ones((len(pixels), 1))], 1) @ np.linalg.inv(K).T  # camera frame, z = 1
+    cam = rays * np.asarray(depth, dtype=np.float64)[:, None]
+    return (cam - world_to_cam[:3, 3]) @ world_to_cam[:3, :3]  # R^T (x - t), as row vectors
+
+
 def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` rotations drawn uniformly from SO(3) (normalised Gaussian quaternions)."""
     q = rng.normal(size=(n, 4))
