@@ -187,6 +187,17 @@ def test_a_folder_built_with_another_config_is_refused(full_build):
     assert (full_build / "meta.json").read_bytes() == before
 
 
+def test_a_print_setting_without_a_print_is_the_same_dataset(full_build, tmp_path):
+    """A plain dataset resumes whatever the print's settings say (they change no pixel without a print);
+    a print itself is another dataset."""
+    copy = tmp_path / "plain"
+    shutil.copytree(full_build, copy)
+    summary = build_dataset(small_config("dataset.render.pattern_contrast=[0.1,0.2]"), copy)
+    assert summary.built == 0
+    with pytest.raises(UserError, match=r"\(render.pattern[,) ]"):
+        build_dataset(small_config("dataset.render.pattern=blotches"), copy)
+
+
 def test_a_dataset_built_before_a_config_field_existed_is_still_the_same_config(full_build, tmp_path):
     # meta.json written before rig.object_radius existed: the field takes its default, so resuming works
     copy = tmp_path / "old"

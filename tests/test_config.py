@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stereo_occ.config import Config, DatasetConfig, from_dict, load_config, to_dict
+from stereo_occ.config import Config, DatasetConfig, dataset_differences, from_dict, load_config, to_dict
 from stereo_occ.errors import UserError
 
 
@@ -102,3 +102,13 @@ def test_the_printed_quick_config_is_the_quick_one_with_prints_and_the_sweep():
     printed["dataset"]["render"]["pattern"] = quick["dataset"]["render"]["pattern"]
     printed["experiment"]["overrides"]["rig-stereo"] = quick["experiment"]["overrides"]["rig-stereo"]
     assert printed == quick
+
+
+def test_the_print_settings_matter_only_with_a_print():
+    plain = to_dict(DatasetConfig())
+    other = to_dict(DatasetConfig())
+    other["render"]["pattern_wavelength"] = [0.1, 0.2]
+    assert dataset_differences(plain, other, "dataset.") == []
+    printed, printed_other = (dict(c, render=dict(c["render"], pattern="blotches")) for c in (plain, other))
+    assert dataset_differences(printed, printed_other, "dataset.") == ["dataset.render.pattern_wavelength"]
+    assert dataset_differences(plain, printed) == ["render.pattern"]

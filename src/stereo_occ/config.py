@@ -581,6 +581,16 @@ def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return diffs
 
 
+def dataset_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys in which two dataset configs (:func:`to_dict` trees of :class:`DatasetConfig`) would
+    build different data: :func:`config_differences`, less the print's settings
+    (``render.pattern_*``) where neither dataset has a print, since they change no pixel there."""
+    diffs = config_differences(a, b, prefix)
+    if all(config.get("render", {}).get("pattern", "none") == "none" for config in (a, b)):
+        diffs = [key for key in diffs if not key.startswith(f"{prefix}render.pattern_")]
+    return diffs
+
+
 # Settings an earlier version stored and this one no longer has; checkpoints that hold them still load.
 # train.axis_weight: the loss of session 19's axis head, replaced by a separate estimator in session 20.
 RETIRED: dict[str, tuple[str, ...]] = {"train": ("axis_weight",)}

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..config import Config, DatasetConfig, SplitConfig, config_differences, from_dict, to_dict
+from ..config import Config, DatasetConfig, SplitConfig, dataset_differences, from_dict, to_dict
 from ..errors import UserError
 from ..files import write_atomic
 from . import storage
@@ -108,8 +108,8 @@ def _write_meta(cfg: DatasetConfig, out: Path, objects: dict[str, str]) -> dict[
         except (OSError, json.JSONDecodeError):
             raise UserError(f"{meta_path}: unreadable; remove it or choose another --out") from None
         stored = _stored_config(old.get("config"))
-        if stored != config:
-            differs = config_differences(stored, config) if stored is not None else []
+        differs = dataset_differences(stored, config) if stored is not None else []
+        if stored is None or differs:
             detail = f" ({', '.join(differs[:6])}{', ...' if len(differs) > 6 else ''} differ)" if differs else ""
             raise UserError(
                 f"{out} already holds a dataset built with a different config{detail}; "

@@ -78,9 +78,26 @@ def sweep_costs(images: Tensor, other: Tensor, cameras: Cameras, view: int, dept
     return ssd
 
 
+def sub_plane_offset(cost: Tensor, index: Tensor) -> Tensor:
+    """``(B, H, W)`` where between the planes the cost's minimum lies, in plane spacings from the best
+    plane ``index``: the vertex of the parabola through the costs of the best plane and its two
+    neighbours, within +-0.5 (0 on the first and last plane, or where the costs are flat).
+
+    With 32 planes over the object's sphere the planes are 0.048 apart, more than a mug's wall
+    (0.02-0.07); the parabola places the surface between them at the price of one gather.
+    """
+    planes = cost.shape[1]
+    inner = index.clamp(1, planes - 2)[:, None]
+    below, at, above = (cost.gather(1, inner + k)[:, 0] for k in (-1, 0, 1))
+    curvature = below - 2 * at + above
+    offset = 0.5 * (below - above) / curvature.clamp(min=1e-12)
+    offset = torch.where(curvature > 1e-12, offset.clamp(-0.5, 0.5), torch.zeros_like(offset))
+    return torch.where((index > 0) & (index < planes - 1), offset, torch.zeros_like(offset))
+
+
 @torch.no_grad()
 def plane_sweep(left: Tensor, right: Tensor, cameras: Cameras, planes: int, extent: float,
-                window: int = 3) -> tuple[Tensor, Tensor]:
+                window: int = 3, refine: bool = True) -> tuple[Tensor, Tensor]:
     """Both views' swept surfaces: ``(B, 3, H, W)`` maps each (depth, log best cost, log mean cost)."""
     with torch.autocast(left.device.type, enabled=False):
         left, right = left.float(), right.float()
@@ -90,6 +107,8 @@ def plane_sweep(left: Tensor, right: Tensor, cameras: Cameras, planes: int, exte
             cost = sweep_costs(images, other, cameras, view, depths, window)
             best, index = cost.min(1)
             depth = depths.gather(1, index.flatten(1)).reshape(best.shape)
+            if refine:
+                depth = depth + (depths[:, 1] - depths[:, 0])[:, None, None] * sub_plane_offset(cost, index)
             out.append(torch.stack([depth, torch.log(best + 1e-3), torch.log(cost.mean(1) + 1e-3)], 1))
         return out[0], out[1]
 

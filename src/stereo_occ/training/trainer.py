@@ -33,7 +33,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..config import CATEGORIES, Config, DatasetConfig, ModelConfig, TrainConfig, config_differences, from_dict, to_dict
+from ..config import (
+    CATEGORIES,
+    Config,
+    DatasetConfig,
+    ModelConfig,
+    TrainConfig,
+    config_differences,
+    dataset_differences,
+    from_dict,
+    to_dict,
+)
 from ..errors import UserError
 from ..evaluation.threshold import DEFAULT_THRESHOLD, choose_threshold, ious_at, validation_thresholds
 from ..files import write_atomic
@@ -456,7 +466,7 @@ class _Run:
             raise UserError(f"{path}: cannot resume, the model config differs in {', '.join(diffs)}")
         # the checkpoint's dataset config with today's defaults for fields added since (rig.object_radius)
         theirs = to_dict(from_dict(state["config"].get("dataset", {}), DatasetConfig))
-        diffs = config_differences(to_dict(self.dataset_cfg), theirs, "dataset.")
+        diffs = dataset_differences(to_dict(self.dataset_cfg), theirs, "dataset.")
         if diffs:
             raise UserError(
                 f"{path}: cannot resume on {self.root}, it was built with a different config ({', '.join(diffs[:4])})"
