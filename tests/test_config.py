@@ -93,10 +93,11 @@ def test_a_base_chain_that_comes_back_is_an_error(tmp_path):
         load_config(tmp_path / "c.yaml")
 
 
-def test_the_printed_quick_config_is_the_quick_one_with_prints_and_the_sweep():
+@pytest.mark.parametrize("scale", ["quick", "long"])
+def test_a_printed_config_is_its_plain_one_with_prints_and_the_sweep(scale):
     configs = Path(__file__).resolve().parents[1] / "configs"
-    quick = to_dict(load_config(configs / "quick.yaml"))
-    printed = to_dict(load_config(configs / "quick-printed.yaml"))
+    quick = to_dict(load_config(configs / f"{scale}.yaml"))
+    printed = to_dict(load_config(configs / f"{scale}-printed.yaml"))
     assert printed["dataset"]["render"]["pattern"] == "blotches"
     assert printed["experiment"]["overrides"]["rig-stereo"] == [*quick["experiment"]["overrides"]["rig-stereo"], "model.sweep_planes=32"]
     printed["dataset"]["render"]["pattern"] = quick["dataset"]["render"]["pattern"]
