@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stereo_occ.config import Config, DatasetConfig, dataset_differences, from_dict, load_config, to_dict
+from stereo_occ.config import Config, DatasetConfig, config_differences, dataset_differences, from_dict, load_config, to_dict
 from stereo_occ.errors import UserError
 
 
@@ -113,3 +113,21 @@ def test_the_print_settings_matter_only_with_a_print():
     printed, printed_other = (dict(c, render=dict(c["render"], pattern="blotches")) for c in (plain, other))
     assert dataset_differences(printed, printed_other, "dataset.") == ["dataset.render.pattern_wavelength"]
     assert dataset_differences(plain, printed) == ["render.pattern"]
+
+
+def test_the_long_config_is_the_quick_study_at_a_larger_scale():
+    """configs/long.yaml differs from quick.yaml only in the objects, the twins' budget and the
+    evaluation protocol: the same rig, renders, models and settings (their overrides but the budget)."""
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    quick = to_dict(load_config(configs / "quick.yaml"))
+    long = to_dict(load_config(configs / "long.yaml"))
+    assert config_differences(quick, long) == [
+        "dataset.shapes.bottle", "dataset.shapes.bowl", "dataset.shapes.mug", "dataset.splits.test",
+        "dataset.splits.train", "dataset.splits.val", "eval.mise_steps", "eval.n_surface_points",
+        "experiment.overrides.rig-mono", "experiment.overrides.rig-stereo",
+        "experiment.real_views_per_object", "train.val_views",
+    ]
+    budget = ("train.iterations=", "train.val_every=", "train.checkpoint_every=", "train.warmup_iterations=")
+    for twin in ("rig-mono", "rig-stereo"):
+        settings = [[o for o in config["experiment"]["overrides"][twin] if not o.startswith(budget)] for config in (quick, long)]
+        assert settings[0] == settings[1]
