@@ -44,6 +44,7 @@ def test_round_trip_through_plain_data():
         (["dataset.render.pattern_contrast=[0.5,1.5]"], "dataset.render.pattern_contrast"),
         (["model.name=rig-mono", "model.sweep_planes=32"], "rig-mono cannot use it"),
         (["model.sweep_planes=1"], "model.sweep_planes must be 0"),
+        (["model.name=rig-stereo", "model.sweep_planes=2", "model.sweep_refine=true"], "needs model.sweep_planes of at least 3"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides, message):
@@ -99,7 +100,7 @@ def test_a_printed_config_is_its_plain_one_with_prints_and_the_sweep(scale):
     quick = to_dict(load_config(configs / f"{scale}.yaml"))
     printed = to_dict(load_config(configs / f"{scale}-printed.yaml"))
     assert printed["dataset"]["render"]["pattern"] == "blotches"
-    assert printed["experiment"]["overrides"]["rig-stereo"] == [*quick["experiment"]["overrides"]["rig-stereo"], "model.sweep_planes=32"]
+    assert printed["experiment"]["overrides"]["rig-stereo"] == [*quick["experiment"]["overrides"]["rig-stereo"], "model.sweep_planes=32", "model.sweep_refine=true"]
     printed["dataset"]["render"]["pattern"] = quick["dataset"]["render"]["pattern"]
     printed["experiment"]["overrides"]["rig-stereo"] = quick["experiment"]["overrides"]["rig-stereo"]
     assert printed == quick

@@ -47,8 +47,9 @@ FAST_EVAL = EvalConfig(n_iou_points=4000, n_surface_points=2000, mise_resolution
     # frames, the stereo features with the point's depth
     ("rig-stereo", ("model.align_axis=true", "model.rig_positions=true", "model.stereo_depth=true", "axis.steps=4",
                     "axis.batch_size=8")),
-    # the classical plane sweep of the pair read per point (model.sweep_planes, models/plane_sweep.py)
-    ("rig-stereo", ("model.sweep_planes=8",)),
+    # the classical plane sweep of the pair read per point, refined and cached (model.sweep_planes,
+    # model.sweep_refine, models/plane_sweep.py, models/pair_cache.py): exact resume holds with the cache
+    ("rig-stereo", ("model.sweep_planes=8", "model.sweep_refine=true")),
 ])
 def test_every_model_trains_resumes_exactly_evaluates_and_reconstructs(name, extra, tiny_dataset, tmp_path):
     cfg = lambda iterations: load_config(None, [*SMALL, f"model.name={name}", f"train.iterations={iterations}", *extra])  # noqa: E731

@@ -26,14 +26,23 @@ def _sweep(left, right, K, world_to_cam):
     return plane_sweep(left, right, Cameras(K, world_to_cam, (32, 32)), 16, 0.75)
 
 
-def test_the_sweep_of_a_pair_does_not_depend_on_its_batch():
-    """What the cache's exactness rests on: a pair's sweep alone equals its row of a batch's, bit for bit."""
-    left, right, cameras = _pairs(5)
-    batch = _sweep(left, right, cameras.K, cameras.world_to_cam)
-    for i in (0, 3):
-        alone = _sweep(left[i:i + 1], right[i:i + 1], cameras.K[i:i + 1], cameras.world_to_cam[i:i + 1])
-        for a, b in zip(alone, batch):
-            assert torch.equal(a[0], b[i])
+@pytest.mark.parametrize("size,planes,refine", [(32, 16, False), (64, 32, True)])
+def test_the_sweep_of_a_pair_does_not_depend_on_its_batch(size, planes, refine):
+    """What the cache's exactness rests on: a pair's sweep alone equals its row of a batch's, bit for
+    bit, at the training batch's size (16) and the printed configs' sweep too."""
+    g = torch.Generator().manual_seed(1)
+    rig = RigConfig(image_size=size, fov_deg=46.0, object_radius=0.75)
+    cameras = Cameras.from_rig(StereoRig.from_config(rig)).expand(16)
+    left, right = torch.rand(16, 3, size, size, generator=g), torch.rand(16, 3, size, size, generator=g)
+
+    def sweep(l, r, K, w2c):
+        return plane_sweep(l, r, Cameras(K, w2c, (size, size)), planes, 0.75, refine=refine)
+
+    batch = sweep(left, right, cameras.K, cameras.world_to_cam)
+    for rows in ([0], [3], [2, 7, 11]):
+        part = sweep(left[rows], right[rows], cameras.K[rows], cameras.world_to_cam[rows])
+        for a, b in zip(part, batch):
+            assert torch.equal(a, b[rows])
 
 
 def test_hits_and_misses_give_the_uncached_result():
@@ -63,14 +72,46 @@ def test_another_pair_or_another_computation_is_a_miss():
     assert cache.misses == 5
 
 
-def test_the_cache_keeps_to_its_size():
+PER_PAIR = 2 * 3 * 32 * 32 * 4  # a pair's two (3, H, W) float maps
+
+
+def test_the_cache_keeps_to_its_size_and_lets_the_least_recently_used_go():
     left, right, cameras = _pairs(8)
-    per_pair = 2 * 3 * 32 * 32 * 4  # two (3, H, W) float maps
-    cache = PairCache(max_bytes=3 * per_pair)
-    cache(_sweep, (left, right, cameras.K, cameras.world_to_cam), salt="s")
-    assert len(cache) == 3
-    cache(_sweep, (left[-3:], right[-3:], cameras.K[-3:], cameras.world_to_cam[-3:]), salt="s")
-    assert cache.hits == 3  # the most recent pairs stayed
+    inputs = (left, right, cameras.K, cameras.world_to_cam)
+    cache = PairCache(max_bytes=3 * PER_PAIR)
+    cache(_sweep, tuple(t[:3] for t in inputs), salt="s")  # pairs 0, 1, 2
+    cache(_sweep, tuple(t[[0]] for t in inputs), salt="s")  # 0 used again: 1 is now the oldest
+    cache(_sweep, tuple(t[[5]] for t in inputs), salt="s")  # 5 comes in, 1 goes
+    assert len(cache) == 3 and cache.nbytes == 3 * PER_PAIR
+    hits = cache.hits
+    cache(_sweep, tuple(t[[0, 2, 5]] for t in inputs), salt="s")
+    assert cache.hits == hits + 3
+    cache(_sweep, tuple(t[[1]] for t in inputs), salt="s")
+    assert cache.hits == hits + 3  # 1 was let go
+
+
+def test_a_pair_twice_in_a_batch_is_computed_and_counted_once():
+    left, right, cameras = _pairs(2)
+    rows = [0, 0, 1, 1, 0]
+    inputs = (left[rows], right[rows], cameras.K[rows], cameras.world_to_cam[rows])
+    computed = []
+
+    def counting(*args):
+        computed.append(args[0].shape[0])
+        return _sweep(*args)
+
+    cache = PairCache()
+    got = cache(counting, inputs, salt="s")
+    assert computed == [2] and len(cache) == 2 and cache.nbytes == 2 * PER_PAIR
+    for a, b in zip(got, _sweep(*inputs)):
+        assert torch.equal(a, b)
+
+
+def test_an_empty_batch_passes_through():
+    left, right, cameras = _pairs(1)
+    inputs = (left[:0], right[:0], cameras.K[:0], cameras.world_to_cam[:0])
+    got = PairCache()(lambda l, r, k, w: (l + r, k), inputs, salt="s")
+    assert [t.shape for t in got] == [(0, 3, 32, 32), (0, 2, 3, 3)]
 
 
 def test_inputs_that_need_a_gradient_are_not_cached():
@@ -83,7 +124,7 @@ def test_inputs_that_need_a_gradient_are_not_cached():
 @pytest.mark.parametrize("training", [True, False])
 def test_rig_stereo_encodes_the_same_with_its_sweeps_cached(training):
     torch.manual_seed(0)
-    encoder = RigVolumeEncoder(views=2, sweep_planes=8, image_size=32).train(training)
+    encoder = RigVolumeEncoder(views=2, sweep_planes=8, sweep_refine=True, image_size=32).train(training)
     left, right, cameras = _pairs(3)
     first = encoder(left, right, cameras)
     encoder.pair_cache.clear()

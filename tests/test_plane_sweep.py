@@ -116,11 +116,14 @@ def test_the_parabola_finds_the_minimum_between_planes():
         _, index = cost.min(1)
         offset = sub_plane_offset(cost, index)
         assert index.item() + offset.item() == pytest.approx(vertex, abs=1e-5)
-    # flat costs, and a minimum on the first plane, are left where they are
+    # flat costs, a minimum on the first or the last plane, and a sweep of two planes are left where they are
     flat = torch.ones(1, 8, 1, 1)
     assert sub_plane_offset(flat, flat.min(1)[1]).item() == 0.0
-    edge = (planes ** 2)[None, :, None, None]
-    assert sub_plane_offset(edge, edge.min(1)[1]).item() == 0.0
+    for edge in (planes ** 2, (planes - 7) ** 2):
+        edge = edge[None, :, None, None]
+        assert sub_plane_offset(edge, edge.min(1)[1]).item() == 0.0
+    two = torch.tensor([1.0, 0.0])[None, :, None, None]
+    assert sub_plane_offset(two, two.min(1)[1]).item() == 0.0
 
 
 def test_refining_between_planes_puts_the_surface_closer(rendered_pair):

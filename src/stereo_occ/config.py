@@ -199,6 +199,11 @@ class ModelConfig:
     # Each point and voxel centre also reads where it lies against each view's swept surface and
     # how well the pair matched there: depth the pair holds from the first step, with nothing to learn.
     sweep_planes: int = 0
+    # rig-stereo with sweep_planes: the swept surface placed between planes, at the vertex of the
+    # parabola through the best plane's cost and its two neighbours' (session 33: 59% of the printed
+    # test pixels within a wall's thickness instead of 55% at 32 planes; the IoU the same). Off by
+    # default: the sweep of session 32's checkpoints, which have no such setting.
+    sweep_refine: bool = False
     # With align_axis: the frame's first axis is the estimator's second answer instead of the rig's x
     # axis, turned about the object's axis: where a mug's handle points, and the side facing the
     # cameras for a bowl or a bottle (an estimator trained with data.handle_axis; docs/training.md,
@@ -464,6 +469,9 @@ def validate(cfg: Config) -> None:
         raise UserError(f"model.fine_channels must be 0 (none) or positive (got {cfg.model.fine_channels})")
     if cfg.model.sweep_planes < 0 or cfg.model.sweep_planes == 1:
         raise UserError(f"model.sweep_planes must be 0 (none) or at least 2 (got {cfg.model.sweep_planes})")
+    if cfg.model.sweep_refine and cfg.model.sweep_planes < 3:
+        raise UserError(f"model.sweep_refine places the surface between the best plane's neighbours: "
+                        f"it needs model.sweep_planes of at least 3 (got {cfg.model.sweep_planes})")
     if cfg.model.sweep_planes and cfg.model.name != "rig-stereo":
         raise UserError(f"model.sweep_planes matches the two views of rig-stereo; {cfg.model.name} cannot use it "
                         "(set it for rig-stereo alone, in experiment.overrides)")

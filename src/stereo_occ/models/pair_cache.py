@@ -1,10 +1,11 @@
 """Results of a frozen computation on one stereo pair, kept by the pair's content.
 
-Some of what a camera-aware model computes from its inputs has no weights that train: the classical
-plane sweep of the raw pair (``model.sweep_planes``, :mod:`.plane_sweep`) and the frozen axis
-estimator's answer. Training shows each of the dataset's pairs to the network again and again (the
-quick config: 864 pairs, 12,000 draws in 750 steps), and the images never change, so these results
-are computed once per pair and then looked up.
+Some of what a camera-aware model computes from its inputs has no weights that train, such as the
+classical plane sweep of the raw pair (``model.sweep_planes``, :mod:`.plane_sweep`). Training shows
+each of the dataset's pairs to the network again and again (the quick config: 864 pairs, 12,000
+draws in 750 steps), and the images never change, so such results are computed once per pair and
+then looked up. (The frozen axis estimator's answer is not cached: its convolutions give a pair
+alone a result that differs in the last bits from the same pair's row of a batch, see below.)
 
 The key is a hash of the pair's bytes (both images and both cameras) with a ``salt`` naming the
 computation and its settings, so a hit can only ever return what the computation gives for exactly
@@ -48,6 +49,11 @@ class PairCache:
     def __len__(self) -> int:
         return len(self._store)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the cached results hold."""
+        return self._bytes
+
     def clear(self) -> None:
         self._store.clear()
         self._bytes = 0
@@ -58,37 +64,37 @@ class PairCache:
         for tensor in inputs:
             item = tensor[i].contiguous()
             digest.update(str((item.dtype, tuple(item.shape))).encode())
-            digest.update(item.numpy().tobytes())
+            digest.update(item.reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype, bf16 too
         return digest.digest()
 
     def __call__(self, compute: Callable[..., tuple[Tensor, ...]], inputs: Sequence[Tensor],
                  salt: str) -> tuple[Tensor, ...]:
-        if self.max_bytes <= 0 or any(t.device.type != "cpu" or t.requires_grad for t in inputs):
+        batch = inputs[0].shape[0]
+        if self.max_bytes <= 0 or batch == 0 or any(t.device.type != "cpu" or t.requires_grad for t in inputs):
             return compute(*inputs)
         salt_bytes = salt.encode()
-        batch = inputs[0].shape[0]
         keys = [self._key(salt_bytes, inputs, i) for i in range(batch)]
-        found: list[tuple[Tensor, ...] | None] = []
+        entries: dict[bytes, tuple[Tensor, ...]] = {}
         for key in keys:
             entry = self._store.get(key)
             if entry is not None:
                 self._store.move_to_end(key)
-            found.append(entry)
-        missing = [i for i, entry in enumerate(found) if entry is None]
-        self.hits += batch - len(missing)
-        self.misses += len(missing)
+                entries[key] = entry
+        # each missing pair computed once, also where a batch holds it twice
+        missing = {key: i for i, key in enumerate(keys) if key not in entries}
+        self.hits += batch - sum(key in missing for key in keys)
+        self.misses += sum(key in missing for key in keys)
         if missing:
-            index = torch.tensor(missing)
-            computed = compute(*(t.index_select(0, index) if len(missing) < batch else t for t in inputs))
-            for row, i in enumerate(missing):
-                entry = tuple(out[row].clone() for out in computed)
-                found[i] = entry
-                self._put(keys[i], entry)
-        return tuple(torch.stack(parts) for parts in zip(*found))
+            rows = list(missing.values())
+            computed = compute(*(t.index_select(0, torch.tensor(rows)) if len(rows) < batch else t for t in inputs))
+            for row, key in enumerate(missing):
+                entries[key] = tuple(out[row].clone() for out in computed)
+                self._put(key, entries[key])
+        return tuple(torch.stack(parts) for parts in zip(*(entries[key] for key in keys)))
 
     def _put(self, key: bytes, entry: tuple[Tensor, ...]) -> None:
         size = sum(t.numel() * t.element_size() for t in entry)
-        if size > self.max_bytes:
+        if size > self.max_bytes or key in self._store:
             return
         self._store[key] = entry
         self._bytes += size

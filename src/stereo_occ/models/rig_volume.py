@@ -52,7 +52,7 @@ from .axis_estimator import AxisEstimator, rig_directions
 from .cameras import LEFT, RIGHT, Cameras
 from .network import OccupancyNetwork
 from .pair_cache import PairCache
-from .plane_sweep import SWEEP_CHANNELS, plane_sweep, sweep_features
+from .plane_sweep import SWEEP_CHANNELS, SWEEP_WINDOW, plane_sweep, sweep_features
 
 
 
@@ -240,6 +240,7 @@ class RigVolumeEncoder(nn.Module):
         stereo_depth: bool = False,
         align_handle: bool = False,
         sweep_planes: int = 0,
+        sweep_refine: bool = False,
     ) -> None:
         super().__init__()
         if views not in (1, 2):
@@ -248,6 +249,7 @@ class RigVolumeEncoder(nn.Module):
             raise UserError("model.sweep_planes matches the two views: it is for rig-stereo, not the mono twin")
         # planes of the classical sweep of the raw pair read per point (0: none; model.sweep_planes)
         self.sweep_planes = sweep_planes
+        self.sweep_refine = sweep_refine  # the swept surface placed between planes (model.sweep_refine)
         self.pair_cache = PairCache()
         self.views = views
         self.extent = extent
@@ -323,13 +325,16 @@ class RigVolumeEncoder(nn.Module):
     def swept_surfaces(self, left: Tensor, right: Tensor, cameras: Cameras) -> tuple[Tensor, Tensor]:
         """Both views' plane sweeps (:func:`.plane_sweep.plane_sweep`), each pair's computed once and
         then looked up (:class:`.pair_cache.PairCache`): it has no weights, and training shows every
-        pair about 14 times (quick config), each sweep a quarter of a rig-stereo step."""
-        def sweep(left: Tensor, right: Tensor, K: Tensor, world_to_cam: Tensor) -> tuple[Tensor, Tensor]:
-            return plane_sweep(left, right, Cameras(K, world_to_cam, cameras.image_size),
-                               self.sweep_planes, self.extent)
+        pair about 14 times (quick config)."""
+        size = cameras.image_size
 
-        left_sweep, right_sweep = self.pair_cache(sweep, (left, right, cameras.K, cameras.world_to_cam),
-                                                  salt=f"plane sweep {self.sweep_planes} {self.extent}")
+        def sweep(left: Tensor, right: Tensor, K: Tensor, world_to_cam: Tensor) -> tuple[Tensor, Tensor]:
+            return plane_sweep(left, right, Cameras(K, world_to_cam, size), self.sweep_planes, self.extent,
+                               window=SWEEP_WINDOW, refine=self.sweep_refine)
+
+        salt = (f"plane sweep: {self.sweep_planes} planes over +-{self.extent}, {SWEEP_WINDOW}x{SWEEP_WINDOW} SSD, "
+                f"refined {self.sweep_refine}, image {size}")
+        left_sweep, right_sweep = self.pair_cache(sweep, (left, right, cameras.K, cameras.world_to_cam), salt=salt)
         return left_sweep, right_sweep
 
 
@@ -452,6 +457,7 @@ def _build(cfg: ModelConfig, views: int, rig_cfg: RigConfig) -> OccupancyNetwork
         stereo_depth=cfg.stereo_depth,
         align_handle=cfg.align_handle,
         sweep_planes=cfg.sweep_planes,
+        sweep_refine=cfg.sweep_refine,
     )
     if cfg.rig_positions and not cfg.align_axis:
         raise UserError("model.rig_positions adds the rig frame's positions to the axis frame's: it needs model.align_axis=true")
