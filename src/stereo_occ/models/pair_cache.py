@@ -5,7 +5,8 @@ classical plane sweep of the raw pair (``model.sweep_planes``, :mod:`.plane_swee
 each of the dataset's pairs to the network again and again (the quick config: 864 pairs, 12,000
 draws in 750 steps), and the images never change, so such results are computed once per pair and
 then looked up. (The frozen axis estimator's answer is not cached: its convolutions give a pair
-alone a result that differs in the last bits from the same pair's row of a batch, see below.)
+alone a result that differs in the last bits from the same pair's row of a batch, and the next
+paragraph says why that matters.)
 
 The key is a hash of the pair's bytes (both images and both cameras) with a ``salt`` naming the
 computation and its settings, so a hit can only ever return what the computation gives for exactly

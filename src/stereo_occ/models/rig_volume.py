@@ -321,7 +321,6 @@ class RigVolumeEncoder(nn.Module):
         return RigConditioning(left_map, right_map, volume, cameras, left_fine, right_fine, axis, frame,
                                with_depth=self.with_depth, left_sweep=sweeps[0], right_sweep=sweeps[1])
 
-
     def swept_surfaces(self, left: Tensor, right: Tensor, cameras: Cameras) -> tuple[Tensor, Tensor]:
         """Both views' plane sweeps (:func:`.plane_sweep.plane_sweep`), each pair's computed once and
         then looked up (:class:`.pair_cache.PairCache`): it has no weights, and training shows every
